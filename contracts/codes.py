@@ -1,0 +1,39 @@
+"""The bank's code table (``error_codes.yaml``), loaded once.
+
+Example::
+
+    >>> from contracts.codes import CODES
+    >>> CODES["3008"].name
+    'INSUFFICIENT_BALANCE'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from contracts import contract_path
+
+
+@dataclass(frozen=True)
+class Code:
+    code: str
+    name: str
+    http: int
+    retryable: bool
+    message: str
+    message_zh: str
+
+
+def _load() -> dict[str, Code]:
+    raw: dict[str, Any] = yaml.safe_load(contract_path("error_codes.yaml").read_text("utf-8"))
+    return {
+        str(code): Code(code=str(code), **fields) for code, fields in raw["codes"].items()
+    }
+
+
+CODES: dict[str, Code] = _load()
+BY_NAME: dict[str, Code] = {c.name: c for c in CODES.values()}
+

@@ -1,0 +1,44 @@
+"""The event timeline: every request and state change, stamped with virtual clock time.
+
+Events are written inside the same transaction as the change they describe, so the
+timeline never shows a change that was rolled back.
+
+Example::
+
+    record_event(store, clock.now_us(), "account.opened", app_id="demo", ref="6231...",
+                 detail={"serial": "S1"})
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from simulator.store import Store
+
+
+def record_event(store: Store, at_us: int, kind: str, *, app_id: str | None = None,
+                 ref: str | None = None, detail: dict[str, Any] | None = None) -> None:
+    store.execute(
+        "INSERT INTO events(at_us, kind, app_id, ref, detail) VALUES (?, ?, ?, ?, ?)",
+        (at_us, kind, app_id, ref, json.dumps(detail or {}, ensure_ascii=False, sort_keys=True)),
+    )
+
+
+def list_events(store: Store, *, since_id: int = 0, kind: str | None = None,
+                limit: int = 500) -> list[dict[str, Any]]:
+    """Events after ``since_id``; ``kind`` matches exactly or as a prefix ending in ``.``."""
+    sql = "SELECT id, at_us, kind, app_id, ref, detail FROM events WHERE id > ?"
+    params: list[Any] = [since_id]
+    if kind:
+        if kind.endswith("."):
+            sql += " AND kind LIKE ?"
+            params.append(kind + "%")
+        else:
+            sql += " AND kind = ?"
+            params.append(kind)
+    sql += " ORDER BY id LIMIT ?"
+    params.append(limit)
+    return [
+        {**dict(row), "detail": json.loads(row["detail"])} for row in store.all(sql, params)
+    ]
