@@ -1,0 +1,155 @@
+"""Wiring: one Bank, the HTTP server and the clock's ticker in one process and event loop.
+
+Example::
+
+    options = ServeOptions(http_port=0, ephemeral=True)
+    asyncio.run(serve(options))          # what `banksim serve --ephemeral` does
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import socket
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import uvicorn
+
+from simulator.bank import Bank
+from simulator.config import Profile, load_profile
+from simulator.http.app import create_app
+from simulator.http.middleware import DroppedResponseFilter
+
+DEFAULT_HTTP_PORT = 8600
+DEFAULT_STATE_DIR = Path(".banksim")
+log = logging.getLogger("banksim")
+
+
+class StartupError(RuntimeError):
+    """The server refuses to start; the message says why and what to do."""
+
+
+@dataclass
+class ServeOptions:
+    host: str = "127.0.0.1"
+    http_port: int = DEFAULT_HTTP_PORT
+    profile_path: Path | None = None
+    state_dir: Path | None = None
+    ephemeral: bool = False
+    clock_mode: str | None = None
+    admin_token: str | None = None
+    port_file: Path | None = None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def build_bank(options: ServeOptions) -> tuple[Bank, Profile]:
+    profile = load_profile(options.profile_path)
+    if options.clock_mode:
+        profile = profile.model_copy(
+            update={"clock": profile.clock.model_copy(update={"mode": options.clock_mode})})
+    if options.ephemeral:
+        state_dir = Path(tempfile.mkdtemp(prefix="banksim-"))
+    else:
+        state_dir = options.state_dir or DEFAULT_STATE_DIR
+    # An explicit profile or clock mode wins over what the state last ran with; otherwise
+    # a restart keeps runtime profile changes.
+    explicit = options.profile_path is not None or options.clock_mode is not None
+    bank = Bank(profile, state_dir, prefer_stored_profile=not explicit)
+    return bank, bank.profile
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def _tick(bank: Bank) -> None:
+    """Run due jobs in realtime/accelerated modes; manual mode waits to be advanced."""
+    while True:
+        wait = bank.scheduler.seconds_until_next_due()
+        await asyncio.sleep(0.5 if wait is None else min(max(wait, 0.0), 0.5))
+        if bank.clock.mode.kind != "manual":
+            bank.scheduler.run_due()
+
+
+def banner(bank: Bank, http_url: str, out: TextIO) -> None:
+    clock = bank.clock_view()
+    print(f"banksim: {bank.profile.bank.name} listening", file=out)
+    print(f"  HTTP      {http_url}   (API docs {http_url}/docs, control {http_url}/_admin/docs)",
+          file=out)
+    print(f"  state     {bank.state_dir or 'in memory'}", file=out)
+    print(f"  clock     {clock['now']} ({clock['mode']}, business date {clock['business_date']})",
+          file=out)
+    for p in bank.profile.platforms:
+        print(f"  platform  app_id={p.app_id} secret={p.secret}  98 account {p.supervision_account}"
+              f"  settlement {p.settlement_account}", file=out)
+    out.flush()
+
+
+async def serve(options: ServeOptions, out: TextIO = sys.stdout) -> None:
+    if not is_loopback(options.host) and not options.admin_token:
+        raise StartupError(
+            f"refusing to listen on {options.host} without --admin-token: the control API "
+            "could reset or rewrite the bank from the network")
+    bank, _ = build_bank(options)
+    try:
+        sock = _bind(options.host, options.http_port)
+        port = sock.getsockname()[1]
+        app = create_app(bank, admin_token=options.admin_token)
+        config = uvicorn.Config(app, loop="none", http="httptools", lifespan="off",
+                                access_log=False, log_level="warning")
+        logging.getLogger("uvicorn.error").addFilter(DroppedResponseFilter())
+        server = uvicorn.Server(config)
+        host = f"[{options.host}]" if ":" in options.host else options.host
+        http_url = f"http://{host}:{port}"
+        ticker = asyncio.create_task(_tick(bank))
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.005)
+        if server.started:
+            banner(bank, http_url, out)
+            if options.port_file:
+                options.port_file.write_text(json.dumps({"http": port, "url": http_url}))
+        await serving
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+    finally:
+        if options.ephemeral:
+            bank.destroy()
+        else:
+            bank.close()
+
+
+def run(options: ServeOptions) -> None:
+    """Blocking entry point with the fast event loop (uvloop) when it is installed."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
+        asyncio.run(serve(options))
+    else:
+        uvloop.run(serve(options))

@@ -1,0 +1,293 @@
+"""The one Bank object: all state and every operation, shared by HTTP, SFTP and the clock.
+
+Adapters call these methods and nothing below them, and never keep references to the
+store, clock or services: :meth:`Bank.reset` replaces them all.
+
+Example::
+
+    bank = Bank(load_profile(None), state_dir=None)      # in-memory, for unit tests
+    answer = bank.open_account("demo-platform", {"request_serial": "S1", ...})
+    bank.scheduler.advance(timedelta(days=1))
+    assert not bank.invariants()
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time as _time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from contracts.money import AmountFormatError, parse_yuan
+from simulator.clock import ClockMode, VirtualClock
+from simulator.config import Profile, merge_patch, profile_from_dict
+from simulator.domain.accounts import Accounts, OpeningRequest
+from simulator.domain.idempotency import Answer, Idempotency, error_answer
+from simulator.domain.invariants import Violation, check, take_snapshot
+from simulator.domain.ledger import CLEARING_ACCOUNT, Ledger, Leg
+from simulator.domain.refunds import Refunds
+from simulator.errors import AmountInvalid, BankError
+from simulator.events import list_events, record_event
+from simulator.scheduler import Scheduler
+from simulator.store import DB_FILENAME, Store
+
+_PROFILE_KEY = "profile"
+
+
+def _ok(serial: str | None, data: dict[str, Any]) -> Answer:
+    body: dict[str, Any] = {"code": "0000", "message": "success"}
+    if serial is not None:
+        body["request_serial"] = serial
+    body["data"] = data
+    return Answer(200, body)
+
+
+def _fen(text: str) -> int:
+    try:
+        return parse_yuan(text)
+    except AmountFormatError as exc:
+        raise AmountInvalid(str(exc)) from None
+
+
+class Bank:
+    def __init__(self, profile: Profile, state_dir: Path | None, *,
+                 prefer_stored_profile: bool = False,
+                 wall: Callable[[], float] = _time.time) -> None:
+        """Open the bank's state in ``state_dir`` (None: in memory).
+
+        With ``prefer_stored_profile`` a restart keeps the profile the state was last
+        running with (changed at runtime through the control API); otherwise ``profile``
+        replaces it.
+        """
+        self.state_dir = state_dir
+        self._wall = wall
+        self._open(profile, prefer_stored_profile)
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def _open(self, profile: Profile, prefer_stored: bool) -> None:
+        self.store = Store.open(self.state_dir / DB_FILENAME if self.state_dir else None)
+        stored = self.store.get_kv(_PROFILE_KEY)
+        if stored is not None and prefer_stored:
+            profile = profile_from_dict(json.loads(stored))
+        self.profile = profile
+        self.clock = VirtualClock(self.store, start=profile.clock.start,
+                                  mode=ClockMode.parse(profile.clock.mode),
+                                  cutover=profile.clock.cutover, wall=self._wall)
+        self.scheduler = Scheduler(self.store, self.clock)
+        self.ledger = Ledger(self.store)
+        self.accounts = Accounts(self.store, self.ledger)
+        self.refunds = Refunds(self.store, self.ledger, self.accounts)
+        self.idempotency = Idempotency(self.store)
+        self._apply_profile(profile)
+
+    def _apply_profile(self, profile: Profile) -> None:
+        """Make the state agree with ``profile``: accounts, clock settings, stored copy."""
+        self.profile = profile
+        if str(self.clock.mode) != profile.clock.mode:
+            self.clock.set_mode(ClockMode.parse(profile.clock.mode))
+        if self.clock.cutover != profile.clock.cutover:
+            self.clock.set_cutover(profile.clock.cutover)
+        now = self.clock.now_us()
+        with self.store.transaction():
+            if self.store.one("SELECT 1 FROM accounts WHERE account_no = ?", (CLEARING_ACCOUNT,)) is None:
+                self.ledger.create_account(account_no=CLEARING_ACCOUNT, kind="INTERNAL",
+                                           name="银行清算往来", opened_us=now, allow_negative=True)
+            for p in profile.platforms:
+                for number, kind, label in ((p.supervision_account, "SUPERVISION", "监管账户"),
+                                            (p.settlement_account, "SETTLEMENT", "结算账户")):
+                    if self.store.one("SELECT 1 FROM accounts WHERE account_no = ?", (number,)):
+                        continue
+                    self.ledger.create_account(account_no=number, kind=kind, app_id=p.app_id,
+                                               name=f"{p.name}{label}", opened_us=now)
+                    if kind == "SUPERVISION" and p.supervision_opening_balance:
+                        self.ledger.post(
+                            kind="opening_balance", at_us=now,
+                            business_date=self.clock.business_date(), app_id=p.app_id,
+                            legs=[Leg(CLEARING_ACCOUNT, -p.supervision_opening_balance),
+                                  Leg(number, p.supervision_opening_balance)])
+            self.store.set_kv(_PROFILE_KEY, json.dumps(profile.as_dict(), ensure_ascii=False))
+
+    def reset(self) -> None:
+        """Forget everything: a fresh state with the current profile, clock at its start."""
+        profile = self.profile
+        self.store.close()
+        if self.state_dir is not None:
+            for suffix in ("", "-wal", "-shm"):
+                (self.state_dir / (DB_FILENAME + suffix)).unlink(missing_ok=True)
+        self._open(profile, prefer_stored=False)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def destroy(self) -> None:
+        """Close and delete the state directory (ephemeral servers)."""
+        self.close()
+        if self.state_dir is not None:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    # -- profile --------------------------------------------------------------------
+
+    def replace_profile(self, data: dict[str, Any]) -> Profile:
+        profile = profile_from_dict(data)
+        self._apply_profile(profile)
+        self.event("profile.replaced", detail={"seed": profile.seed})
+        return profile
+
+    def patch_profile(self, patch: dict[str, Any]) -> Profile:
+        profile = profile_from_dict(merge_patch(self.profile.as_dict(), patch))
+        self._apply_profile(profile)
+        self.event("profile.patched", detail={"keys": sorted(patch)})
+        return profile
+
+    # -- timeline -------------------------------------------------------------------
+
+    def event(self, kind: str, *, app_id: str | None = None, ref: str | None = None,
+              detail: dict[str, Any] | None = None) -> None:
+        with self.store.transaction():
+            record_event(self.store, self.clock.now_us(), kind, app_id=app_id, ref=ref,
+                         detail=detail)
+
+    def events(self, *, since_id: int = 0, kind: str | None = None,
+               limit: int = 500) -> list[dict[str, Any]]:
+        return list_events(self.store, since_id=since_id, kind=kind, limit=limit)
+
+    # -- bank API operations ----------------------------------------------------------
+
+    def _today(self) -> Any:
+        return self.clock.now().date()
+
+    def open_account(self, app_id: str, payload: dict[str, Any]) -> Answer:
+        serial = payload["request_serial"]
+        fields = {k: payload[k] for k in
+                  ("name", "id_number", "mobile", "bound_card_number", "bound_card_kind")}
+        now = self.clock.now_us()
+        return self.idempotency.run(
+            app_id, serial, "open_account", fields, now,
+            lambda: self.accounts.open(
+                app_id=app_id, serial=serial, request=OpeningRequest(**fields),
+                policy=self.profile.bank, seed=self.profile.seed, now_us=now,
+                today=self._today()))
+
+    def query_opening(self, app_id: str, serial: str) -> Answer:
+        return self._answer(None, lambda: self.idempotency.original(app_id, serial, "open_account"))
+
+    def query_account(self, app_id: str, account_no: str) -> Answer:
+        def data() -> dict[str, Any]:
+            view = self.accounts.get(account_no, app_id)
+            view["limits"] = self.accounts.limits(account_no, self.profile.bank,
+                                                  self.clock.business_date())
+            return view
+        return self._answer(None, lambda: _ok(None, data()))
+
+    def set_frozen(self, app_id: str, account_no: str, payload: dict[str, Any],
+                   frozen: bool) -> Answer:
+        serial = payload["request_serial"]
+        operation = "freeze_account" if frozen else "unfreeze_account"
+        now = self.clock.now_us()
+        return self.idempotency.run(
+            app_id, serial, operation, {**payload, "account_no": account_no}, now,
+            lambda: self.accounts.set_frozen(account_no, frozen, app_id=app_id, now_us=now,
+                                             reason=payload.get("reason") or ""))
+
+    def close_account(self, app_id: str, account_no: str, payload: dict[str, Any]) -> Answer:
+        serial = payload["request_serial"]
+        now = self.clock.now_us()
+        return self.idempotency.run(
+            app_id, serial, "close_account", {**payload, "account_no": account_no}, now,
+            lambda: self.accounts.close(account_no, app_id=app_id, now_us=now))
+
+    def refund(self, app_id: str, payload: dict[str, Any]) -> Answer:
+        serial = payload["request_serial"]
+        now = self.clock.now_us()
+        return self.idempotency.run(
+            app_id, serial, "refund", payload, now,
+            lambda: self.refunds.refund(
+                app_id=app_id, serial=serial, account_no=payload["account_no"],
+                amount_fen=_fen(payload["amount"]), memo=payload.get("memo") or "",
+                limits=self.accounts.outflow_limits(self.profile.bank), now_us=now,
+                business_date=self.clock.business_date()))
+
+    def query_refund(self, app_id: str, serial: str) -> Answer:
+        return self._answer(serial, lambda: _ok(serial, self.refunds.get(app_id, serial)))
+
+    @staticmethod
+    def _answer(serial: str | None, produce: Callable[[], Answer]) -> Answer:
+        try:
+            return produce()
+        except BankError as err:
+            return error_answer(err, serial)
+
+    # -- control operations (scenario set-up, not part of the bank contract) -----------
+
+    def admin_set_frozen(self, account_no: str, frozen: bool, reason: str = "") -> dict[str, Any]:
+        with self.store.transaction():
+            return self.accounts.set_frozen(account_no, frozen, app_id=None,
+                                            now_us=self.clock.now_us(), reason=reason)
+
+    def deposit(self, account_no: str, amount: str, memo: str = "") -> dict[str, Any]:
+        """Money from outside the bank (e.g. the bound card) into an account."""
+        fen = _fen(amount)
+        if fen <= 0:
+            raise AmountInvalid("a deposit must be positive")
+        now = self.clock.now_us()
+        with self.store.transaction():
+            row = self.accounts.row(account_no)
+            self.ledger.post(kind="deposit", at_us=now, business_date=self.clock.business_date(),
+                             app_id=row["app_id"], memo=memo or "deposit",
+                             legs=[Leg(CLEARING_ACCOUNT, -fen), Leg(account_no, fen)])
+            record_event(self.store, now, "account.deposit", app_id=row["app_id"],
+                         ref=account_no, detail={"amount": amount})
+            return self.accounts.get(account_no)
+
+    def account_detail(self, account_no: str) -> dict[str, Any]:
+        view = self.accounts.get(account_no)
+        row = self.accounts.row(account_no)
+        view.update(kind=row["kind"], app_id=row["app_id"], id_number=row["id_number"],
+                    mobile=row["mobile"], opening_serial=row["opening_serial"],
+                    postings=self.ledger.postings(account_no))
+        if row["kind"] == "CLASS_III":
+            view["limits"] = self.accounts.limits(account_no, self.profile.bank,
+                                                  self.clock.business_date())
+        return view
+
+    def invariants(self) -> list[Violation]:
+        violations = check(take_snapshot(self.store))
+        # The profile's cap may have been lowered at runtime; accounts opened under the old
+        # cap keep it, which the snapshot already reflects per account.
+        return violations
+
+    def clock_view(self) -> dict[str, Any]:
+        nxt = self.scheduler.next_due()
+        return {
+            "now": self.clock.now().isoformat(),
+            "business_date": self.clock.business_date().isoformat(),
+            "mode": str(self.clock.mode),
+            "cutover": self.clock.cutover.strftime("%H:%M"),
+            "next_cutover": self.clock.next_cutover().isoformat(),
+            "pending_jobs": len(self.scheduler.pending()),
+            "next_job_due": nxt.isoformat() if nxt else None,
+        }
+
+    def advance_to(self, target: datetime) -> list[dict[str, Any]]:
+        ran = self.scheduler.advance_to(target)
+        self.event("clock.advanced", detail={"to": target.isoformat(), "jobs_run": len(ran)})
+        return [{"id": j.id, "kind": j.kind, "due_at": j.due_at.isoformat()} for j in ran]
+
+    def set_clock_mode(self, mode: str) -> None:
+        self.clock.set_mode(ClockMode.parse(mode))
+        self.profile = replace_clock_mode(self.profile, mode)
+        self.store.set_kv(_PROFILE_KEY, json.dumps(self.profile.as_dict(), ensure_ascii=False))
+        self.event("clock.mode", detail={"mode": mode})
+
+
+def replace_clock_mode(profile: Profile, mode: str) -> Profile:
+    return profile.model_copy(update={"clock": replace_model(profile.clock, mode=mode)})
+
+
+def replace_model(model: Any, **changes: Any) -> Any:
+    return model.model_copy(update=changes) if hasattr(model, "model_copy") else replace(model, **changes)

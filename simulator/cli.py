@@ -1,0 +1,181 @@
+"""`banksim`: start the simulator, or talk to a running one.
+
+    banksim serve [--profile FILE] [--state-dir DIR | --ephemeral] [--http-port N]
+                  [--clock MODE] [--host H] [--admin-token T]
+    banksim clock show | advance DURATION | advance --to TIME | next-day [--at HH:MM] | mode M
+    banksim accounts [--kind CLASS_III]
+    banksim invariants
+    banksim events [--kind K] [--since ID]
+    banksim profile show | default
+
+Client commands find the server with --url or $BANKSIM_URL (default
+http://127.0.0.1:8600) and send $BANKSIM_ADMIN_TOKEN when set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from simulator.app import DEFAULT_HTTP_PORT, ServeOptions, StartupError, run
+from simulator.config import ProfileError, default_profile_text
+
+
+def _serve(args: argparse.Namespace) -> int:
+    options = ServeOptions(
+        host=args.host, http_port=args.http_port, profile_path=args.profile,
+        state_dir=args.state_dir, ephemeral=args.ephemeral, clock_mode=args.clock,
+        admin_token=args.admin_token or os.environ.get("BANKSIM_ADMIN_TOKEN"),
+        port_file=args.port_file)
+    try:
+        run(options)
+    except (StartupError, ProfileError) as exc:
+        print(f"banksim: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+class Control:
+    def __init__(self, url: str, token: str | None) -> None:
+        headers = {"X-Admin-Token": token} if token else {}
+        self.client = httpx.Client(base_url=url.rstrip("/") + "/_admin", headers=headers,
+                                   timeout=60)
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        try:
+            response = self.client.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            raise SystemExit(f"banksim: cannot reach the server: {exc}") from None
+        data = response.json()
+        if response.status_code >= 400:
+            raise SystemExit(f"banksim: {data.get('code')} {data.get('message')}: "
+                             f"{data.get('detail', '')}")
+        return data
+
+
+def _print(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def _clock(args: argparse.Namespace, control: Control) -> int:
+    if args.action == "show":
+        _print(control.call("GET", "/clock"))
+    elif args.action == "advance":
+        if (args.value is None) == (args.to is None):
+            raise SystemExit("banksim: give a duration (e.g. 20m, 1d) or --to TIME")
+        body = {"by": args.value} if args.value else {"to": args.to}
+        _print(control.call("POST", "/clock/advance", body))
+    elif args.action == "next-day":
+        _print(control.call("POST", "/clock/next-business-day", {"at": args.at}))
+    elif args.action == "mode":
+        if not args.value:
+            raise SystemExit("banksim: give a mode: manual, realtime or accelerated:N")
+        _print(control.call("PUT", "/clock/mode", {"mode": args.value}))
+    return 0
+
+
+def _accounts(args: argparse.Namespace, control: Control) -> int:
+    rows = control.call("GET", f"/accounts?limit={args.limit}" + (f"&kind={args.kind}" if args.kind else ""))
+    print(f"{'account':<20} {'class':<11} {'status':<15} {'frozen':<6} {'balance':>12}  name")
+    for a in rows:
+        print(f"{a['account_no']:<20} {a['account_class']:<11} {a['status']:<15} "
+              f"{'yes' if a['frozen'] else 'no':<6} {a['balance']:>12}  {a['name']}")
+    return 0
+
+
+def _invariants(args: argparse.Namespace, control: Control) -> int:
+    result = control.call("GET", "/invariants")
+    if result["ok"]:
+        print("ledger invariants hold")
+        return 0
+    for v in result["violations"]:
+        print(f"VIOLATION {v['rule']}: {v['subject']}: {v['detail']}")
+    return 1
+
+
+def _events(args: argparse.Namespace, control: Control) -> int:
+    query = f"/events?since_id={args.since}&limit={args.limit}" + (f"&kind={args.kind}" if args.kind else "")
+    for e in control.call("GET", query):
+        print(f"{e['id']:>6} {e['at_us']} {e['kind']:<20} {e['app_id'] or '-':<16} "
+              f"{e['ref'] or '-':<22} {json.dumps(e['detail'], ensure_ascii=False)}")
+    return 0
+
+
+def _profile(args: argparse.Namespace, control: Control | None) -> int:
+    if args.action == "default":
+        print(default_profile_text(), end="")
+    else:
+        assert control is not None
+        _print(control.call("GET", "/profile"))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="banksim", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="start the simulated bank")
+    s.add_argument("--profile", type=Path, help="profile YAML (default: the packaged one)")
+    s.add_argument("--state-dir", type=Path, help="where state lives (default ./.banksim)")
+    s.add_argument("--ephemeral", action="store_true", help="state in a temp dir, deleted at exit")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT, help="0 picks a free port")
+    s.add_argument("--clock", help="manual | realtime | accelerated:N (overrides the profile)")
+    s.add_argument("--admin-token", help="require X-Admin-Token on /_admin (needed off loopback)")
+    s.add_argument("--port-file", type=Path, help="write the bound ports as JSON here when ready")
+    s.set_defaults(handler=_serve)
+
+    def client(name: str, help_text: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help_text)
+        c.add_argument("--url", default=os.environ.get("BANKSIM_URL",
+                                                       f"http://127.0.0.1:{DEFAULT_HTTP_PORT}"))
+        return c
+
+    c = client("clock", "show or move the virtual clock")
+    c.add_argument("action", choices=["show", "advance", "next-day", "mode"])
+    c.add_argument("value", nargs="?", help="duration for advance (20m, 1h30m, 1d); mode for mode")
+    c.add_argument("--to", help="advance to this ISO time (CST when no offset)")
+    c.add_argument("--at", help="next-day: HH:MM on the next business day")
+    c.set_defaults(client_handler=_clock)
+
+    c = client("accounts", "list accounts")
+    c.add_argument("--kind", choices=["CLASS_III", "SUPERVISION", "SETTLEMENT", "INTERNAL"])
+    c.add_argument("--limit", type=int, default=500)
+    c.set_defaults(client_handler=_accounts)
+
+    c = client("invariants", "check the ledger invariants (exit 1 on a violation)")
+    c.set_defaults(client_handler=_invariants)
+
+    c = client("events", "print the event timeline")
+    c.add_argument("--kind", help="exact kind, or a prefix ending in '.' (account.)")
+    c.add_argument("--since", type=int, default=0)
+    c.add_argument("--limit", type=int, default=200)
+    c.set_defaults(client_handler=_events)
+
+    c = client("profile", "show the running profile, or print the packaged default")
+    c.add_argument("action", choices=["show", "default"])
+    c.set_defaults(client_handler=_profile)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if hasattr(args, "handler"):
+        return int(args.handler(args))
+    if args.command == "profile" and args.action == "default":
+        return _profile(args, None)
+    control = Control(args.url, os.environ.get("BANKSIM_ADMIN_TOKEN"))
+    return int(args.client_handler(args, control))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

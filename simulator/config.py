@@ -1,0 +1,307 @@
+"""The profile: everything about the bank's behaviour that a test or a user may change.
+
+A profile is YAML, validated at load into typed models so a mistake is reported with
+its location (``http_faults.rules.0.match.attempt: ...``) instead of surfacing later as
+odd behaviour. The packaged ``profiles/default.yaml`` is the embedded default: with no
+file at all the simulator starts with it. Money in profiles is a yuan string with two
+decimals (``"2000.00"``), never a float.
+
+Example::
+
+    profile = load_profile(None)                # the packaged default
+    profile = load_profile(Path("my.yaml"))     # a file of your own (missing keys default)
+    profile = profile_from_dict({**profile.as_dict(), "seed": 7})
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, time
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from contracts.codes import CODES
+from contracts.money import AmountFormatError, parse_yuan
+
+
+class ProfileError(ValueError):
+    """The profile is invalid; the message lists every problem with its location."""
+
+
+def _to_fen(value: Any) -> int:
+    if isinstance(value, (bool, float)):
+        raise ValueError("money must be a yuan string like \"2000.00\", not a number")
+    if isinstance(value, int):
+        return value * 100
+    try:
+        return parse_yuan(str(value))
+    except AmountFormatError as exc:
+        raise ValueError(str(exc)) from None
+
+
+# Money fields accept "2000.00" (or a whole number of yuan) and hold integer fen.
+Fen = Annotated[int, BeforeValidator(_to_fen)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AccountClassLimits(_Model):
+    balance_cap: Fen = Field(default=200_000, description="largest balance the account may hold")
+    daily_outflow: Fen = 200_000
+    annual_outflow: Fen = 5_000_000
+
+
+def _check_regex(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+    return value
+
+
+class IdentityMatch(_Model):
+    """Fields of an opening request to match; regexes must match the whole value."""
+
+    id_number: str | None = None
+    name: str | None = None
+    mobile: str | None = None
+    bound_card_number: str | None = None
+
+    _regexes = field_validator("id_number", "name", "mobile", "bound_card_number")(
+        classmethod(lambda cls, v: _check_regex(v))
+    )
+
+
+class IdentityRule(_Model):
+    """Reject openings that match (and do not match ``not``) with a 2xxx code."""
+
+    name: str = ""
+    match: IdentityMatch
+    not_: IdentityMatch | None = Field(default=None, alias="not")
+    reject: str
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("reject")
+    @classmethod
+    def _known_opening_code(cls, value: str) -> str:
+        if value not in CODES or not value.startswith("2"):
+            raise ValueError(f"reject must be an opening code (2xxx) of the code table, not {value!r}")
+        return value
+
+
+class BankPolicy(_Model):
+    name: str = "沪上模拟银行"
+    bin: str = Field(default="623188", pattern=r"^[0-9]{6}$")
+    open_active: bool = False
+    min_age: int = Field(default=18, ge=0, le=120)
+    max_accounts_per_id: int = Field(default=5, ge=1)
+    class_iii: AccountClassLimits = AccountClassLimits()
+    identity_rules: list[IdentityRule] = []
+
+
+class ClockSettings(_Model):
+    mode: str = "manual"
+    start: datetime = datetime.fromisoformat("2026-01-05T09:00:00+08:00")
+    cutover: time = time(0, 0)
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        if not re.fullmatch(r"manual|realtime|accelerated:[0-9]+(\.[0-9]+)?", value):
+            raise ValueError("mode must be manual, realtime or accelerated:N")
+        return value
+
+    @field_validator("start")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("start needs an offset, e.g. 2026-01-05T09:00:00+08:00")
+        return value
+
+
+class SecuritySettings(_Model):
+    signature_window_seconds: int = Field(default=300, ge=1)
+    max_body_bytes: int = Field(default=65_536, ge=1024)
+
+
+class Platform(_Model):
+    app_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    secret: str = Field(min_length=8)
+    name: str
+    supervision_account: str = Field(pattern=r"^[0-9]{10,32}$")
+    settlement_account: str = Field(pattern=r"^[0-9]{10,32}$")
+    supervision_opening_balance: Fen = 0
+
+
+class FaultMatch(_Model):
+    """What a fault rule looks at; regexes must match the whole value."""
+
+    operation: list[str] | None = None
+    method: str | None = None
+    path: str | None = None
+    serial: str | None = None
+    app_id: str | None = None
+    body: dict[str, str] | None = None
+    attempt: int | None = Field(default=None, ge=1, description="applies up to this attempt")
+
+    _regexes = field_validator("path", "serial")(classmethod(lambda cls, v: _check_regex(v)))
+
+    @field_validator("operation", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("operation")
+    @classmethod
+    def _known_operations(cls, value: list[str] | None) -> list[str] | None:
+        from simulator.operations import OPERATION_NAMES
+
+        for op in value or []:
+            if op not in OPERATION_NAMES:
+                raise ValueError(f"unknown operation {op!r}; known: {sorted(OPERATION_NAMES)}")
+        return value
+
+
+class FaultAction(_Model):
+    error: str | None = None
+    latency_ms: int | None = Field(default=None, ge=0)
+    hold_ms: int | None = Field(default=None, ge=0)
+    lose_response: bool = False
+
+    @field_validator("error")
+    @classmethod
+    def _known_code(cls, value: str | None) -> str | None:
+        if value is not None and (value not in CODES or value == "0000"):
+            raise ValueError(f"error must be a failure code of the code table, not {value!r}")
+        return value
+
+
+class FaultRule(_Model):
+    name: str = ""
+    match: FaultMatch = FaultMatch()
+    not_: FaultMatch | None = Field(default=None, alias="not")
+    action: FaultAction
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ErrorRate(_Model):
+    rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    code: str = "3028"
+
+
+class HoldRate(_Model):
+    rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    ms: int = Field(default=5_000, ge=0)
+
+
+class Latency(_Model):
+    distribution: Literal["none", "fixed", "uniform", "lognormal"] = "none"
+    ms: int = Field(default=0, ge=0)
+    min_ms: int = Field(default=0, ge=0)
+    max_ms: int = Field(default=0, ge=0)
+    median_ms: float = Field(default=0.0, ge=0.0)
+    sigma: float = Field(default=0.5, ge=0.0)
+
+
+class FaultRates(_Model):
+    error: ErrorRate = ErrorRate()
+    lose_response: float = Field(default=0.0, ge=0.0, le=1.0)
+    hold: HoldRate = HoldRate()
+
+
+class HttpFaults(_Model):
+    latency: Latency = Latency()
+    rules: list[FaultRule] = []
+    rates: FaultRates = FaultRates()
+
+
+class Profile(_Model):
+    seed: int = 20260105
+    bank: BankPolicy = BankPolicy()
+    clock: ClockSettings = ClockSettings()
+    security: SecuritySettings = SecuritySettings()
+    platforms: list[Platform]
+    http_faults: HttpFaults = HttpFaults()
+
+    @field_validator("platforms")
+    @classmethod
+    def _unique_platforms(cls, value: list[Platform]) -> list[Platform]:
+        if not value:
+            raise ValueError("at least one platform is needed")
+        ids = [p.app_id for p in value]
+        if len(set(ids)) != len(ids):
+            raise ValueError("app_id values must be unique")
+        numbers = [n for p in value for n in (p.supervision_account, p.settlement_account)]
+        if len(set(numbers)) != len(numbers):
+            raise ValueError("platform account numbers must be unique")
+        return value
+
+    def platform(self, app_id: str) -> Platform | None:
+        return next((p for p in self.platforms if p.app_id == app_id), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (money back in yuan strings) that loads into an equal profile."""
+        from contracts.money import format_fen
+
+        data: dict[str, Any] = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        limits = data["bank"]["class_iii"]
+        for key in ("balance_cap", "daily_outflow", "annual_outflow"):
+            limits[key] = format_fen(limits[key])
+        for platform in data["platforms"]:
+            platform["supervision_opening_balance"] = format_fen(
+                platform["supervision_opening_balance"]
+            )
+        return data
+
+
+def _format_errors(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top)"
+        lines.append(f"  {where}: {err['msg']}")
+    return "invalid profile:\n" + "\n".join(lines)
+
+
+def profile_from_dict(data: dict[str, Any]) -> Profile:
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as exc:
+        raise ProfileError(_format_errors(exc)) from None
+
+
+def default_profile_text() -> str:
+    return resources.files("simulator.profiles").joinpath("default.yaml").read_text("utf-8")
+
+
+def load_profile(path: Path | None) -> Profile:
+    """The profile in ``path``, or the packaged default when ``path`` is None."""
+    text = default_profile_text() if path is None else path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"profile is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ProfileError("profile must be a YAML mapping")
+    return profile_from_dict(data)
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: the shape ``PATCH /_admin/profile`` accepts."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result

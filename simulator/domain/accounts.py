@@ -1,0 +1,185 @@
+"""Class III accounts: opening from the five elements, status changes, queries.
+
+Opening checks run in the order a bank's front end would: each identity element's form
+(name, ID number with its checksum, birth date and age, mobile, bound card), then the
+bank's policy (identity rules from the profile, the per-ID account limit). The first
+failure raises its coded error; nothing is written for a rejected opening except the
+stored answer (see :mod:`simulator.domain.idempotency`).
+
+Status model: ``status`` is PENDING_IMAGES -> ACTIVE -> CLOSED; ``frozen`` is a separate
+flag, so unfreezing returns an account to exactly the status it had.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from simulator.config import BankPolicy, IdentityMatch
+from simulator.domain import identity
+from simulator.domain.ledger import Ledger, OutflowLimits
+from simulator.errors import (
+    AccountClosed,
+    BalanceNotZero,
+    BankError,
+    NoSuchAccount,
+    TooManyAccounts,
+    error_for_code,
+)
+from simulator.events import record_event
+from simulator.store import Store
+
+_SEQUENCE_KEY = "accounts.class_iii_sequence"
+
+
+@dataclass(frozen=True)
+class OpeningRequest:
+    name: str
+    id_number: str
+    mobile: str
+    bound_card_number: str
+    bound_card_kind: str
+
+
+def _matches(match: IdentityMatch, request: OpeningRequest) -> bool:
+    for field in ("id_number", "name", "mobile", "bound_card_number"):
+        pattern = getattr(match, field)
+        if pattern is not None and not re.fullmatch(pattern, getattr(request, field)):
+            return False
+    return True
+
+
+def mask_card(number: str | None) -> str | None:
+    return None if number is None else f"{number[:6]}{'*' * (len(number) - 10)}{number[-4:]}"
+
+
+class Accounts:
+    def __init__(self, store: Store, ledger: Ledger) -> None:
+        self.store = store
+        self.ledger = ledger
+
+    def validate(self, request: OpeningRequest, policy: BankPolicy, today: date) -> OpeningRequest:
+        """The request with normalised fields, or the first coded validation error."""
+        name = identity.validate_name(request.name)
+        id_number = request.id_number.strip().upper()
+        identity.validate_id_number(id_number, today=today, min_age=policy.min_age)
+        mobile = identity.validate_mobile(request.mobile.strip())
+        card = identity.validate_card_number(request.bound_card_number.strip())
+        kind = identity.validate_card_kind(request.bound_card_kind)
+        clean = OpeningRequest(name, id_number, mobile, card, kind)
+        for rule in policy.identity_rules:
+            if _matches(rule.match, clean) and not (rule.not_ and _matches(rule.not_, clean)):
+                raise error_for_code(rule.reject, rule.name or None)
+        return clean
+
+    def open(self, *, app_id: str, serial: str, request: OpeningRequest, policy: BankPolicy,
+             seed: int, now_us: int, today: date) -> dict[str, Any]:
+        clean = self.validate(request, policy, today)
+        held = int(self.store.scalar(
+            "SELECT COUNT(*) FROM accounts WHERE id_number = ? AND status <> 'CLOSED'",
+            (clean.id_number,)))
+        if held >= policy.max_accounts_per_id:
+            raise TooManyAccounts(
+                f"{identity.mask_id_number(clean.id_number)} holds {held} accounts, "
+                f"the bank allows {policy.max_accounts_per_id}")
+        sequence = int(self.store.get_kv(_SEQUENCE_KEY) or 0)
+        self.store.set_kv(_SEQUENCE_KEY, str(sequence + 1))
+        account_no = identity.make_account_number(policy.bin, sequence, seed)
+        status = "ACTIVE" if policy.open_active else "PENDING_IMAGES"
+        self.ledger.create_account(
+            account_no=account_no, kind="CLASS_III", name=clean.name, opened_us=now_us,
+            app_id=app_id, balance_cap_fen=policy.class_iii.balance_cap, status=status,
+            id_number=clean.id_number, mobile=clean.mobile,
+            bound_card_number=clean.bound_card_number, bound_card_kind=clean.bound_card_kind,
+            opening_serial=serial)
+        record_event(self.store, now_us, "account.opened", app_id=app_id, ref=account_no,
+                     detail={"serial": serial, "status": status})
+        return self.get(account_no)
+
+    def row(self, account_no: str, app_id: str | None = None) -> dict[str, Any]:
+        """The account, visible only to its own platform when ``app_id`` is given."""
+        row = self.store.one("SELECT * FROM accounts WHERE account_no = ?", (account_no,))
+        if row is None or (app_id is not None and row["app_id"] != app_id):
+            raise NoSuchAccount(f"no account {account_no}")
+        return dict(row)
+
+    def get(self, account_no: str, app_id: str | None = None) -> dict[str, Any]:
+        from contracts.money import format_fen
+        from simulator.clock import from_us
+
+        row = self.row(account_no, app_id)
+        return {
+            "account_no": row["account_no"],
+            "account_class": "III" if row["kind"] == "CLASS_III" else row["kind"],
+            "name": row["name"],
+            "status": row["status"],
+            "frozen": bool(row["frozen"]),
+            "balance": format_fen(row["balance_fen"]),
+            "bound_card_number": mask_card(row["bound_card_number"]),
+            "bound_card_kind": row["bound_card_kind"],
+            "opened_at": from_us(row["opened_us"]).isoformat(),
+            "closed_at": from_us(row["closed_us"]).isoformat() if row["closed_us"] else None,
+        }
+
+    def limits(self, account_no: str, policy: BankPolicy, business_date: date) -> dict[str, Any]:
+        from contracts.money import format_fen
+
+        day_used, year_used = self.ledger.outflow_used(account_no, business_date)
+        limits = self.outflow_limits(policy)
+        return {
+            "business_date": business_date.isoformat(),
+            "balance_cap": format_fen(policy.class_iii.balance_cap),
+            "daily_outflow_limit": format_fen(limits.daily_fen),
+            "daily_outflow_used": format_fen(day_used),
+            "daily_outflow_remaining": format_fen(max(0, limits.daily_fen - day_used)),
+            "annual_outflow_limit": format_fen(limits.annual_fen),
+            "annual_outflow_used": format_fen(year_used),
+            "annual_outflow_remaining": format_fen(max(0, limits.annual_fen - year_used)),
+        }
+
+    @staticmethod
+    def outflow_limits(policy: BankPolicy) -> OutflowLimits:
+        return OutflowLimits(policy.class_iii.daily_outflow, policy.class_iii.annual_outflow)
+
+    def set_frozen(self, account_no: str, frozen: bool, *, app_id: str | None, now_us: int,
+                   reason: str = "") -> dict[str, Any]:
+        row = self.row(account_no, app_id)
+        if row["status"] == "CLOSED":
+            raise AccountClosed(f"account {account_no} is closed")
+        self.store.execute("UPDATE accounts SET frozen = ? WHERE account_no = ?",
+                           (int(frozen), account_no))
+        record_event(self.store, now_us, "account.frozen" if frozen else "account.unfrozen",
+                     app_id=row["app_id"], ref=account_no,
+                     detail={"reason": reason, "by": "platform" if app_id else "bank"})
+        return self.get(account_no)
+
+    def close(self, account_no: str, *, app_id: str, now_us: int) -> dict[str, Any]:
+        row = self.row(account_no, app_id)
+        if row["status"] == "CLOSED":
+            raise AccountClosed(f"account {account_no} is already closed")
+        if row["balance_fen"] != 0:
+            raise BalanceNotZero(f"balance is {row['balance_fen']} fen")
+        self.store.execute(
+            "UPDATE accounts SET status = 'CLOSED', closed_us = ? WHERE account_no = ?",
+            (now_us, account_no))
+        record_event(self.store, now_us, "account.closed", app_id=app_id, ref=account_no)
+        return self.get(account_no)
+
+    def list(self, *, kind: str | None = None, app_id: str | None = None,
+             limit: int = 500) -> list[dict[str, Any]]:
+        sql = "SELECT account_no FROM accounts WHERE 1 = 1"
+        params: list[Any] = []
+        if kind:
+            sql += " AND kind = ?"
+            params.append(kind)
+        if app_id:
+            sql += " AND app_id = ?"
+            params.append(app_id)
+        sql += " ORDER BY opened_us, account_no LIMIT ?"
+        params.append(limit)
+        return [self.get(r["account_no"]) for r in self.store.all(sql, params)]
+
+
+__all__ = ["Accounts", "BankError", "OpeningRequest", "mask_card"]

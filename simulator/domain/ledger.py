@@ -1,0 +1,143 @@
+"""Double-entry ledger: accounts, immutable balanced postings, outflow counters.
+
+Sign convention: every account's balance is what the bank owes its holder, and a posting
+is the change of that balance. Money coming from outside the bank (a WeChat settlement,
+a deposit from a bound card) is a credit to a customer account and an equal debit to the
+bank's clearing account, which therefore goes negative. The sum of all balances is zero
+at every commit; that is the conservation invariant.
+
+Rules a posting must respect are checked here, before anything is written: legs balance,
+accounts exist, no balance goes below zero unless the account allows it, no balance goes
+above its cap. A failed check raises a :mod:`simulator.errors` error and writes nothing.
+
+Example::
+
+    ledger.post(kind="deposit", at_us=now, business_date=day,
+                legs=[Leg(CLEARING, -1000), Leg(account_no, 1000)])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from simulator.errors import BalanceCapExceeded, InsufficientBalance, NoSuchAccount, OverLimit
+from simulator.store import Store
+
+CLEARING_ACCOUNT = "BANK-CLEARING"
+
+# Transaction kinds whose debit of a Class III account counts against its outflow limits.
+OUTFLOW_KINDS = frozenset({"refund", "withholding"})
+
+
+@dataclass(frozen=True)
+class Leg:
+    account_no: str
+    amount_fen: int
+
+
+@dataclass(frozen=True)
+class OutflowLimits:
+    daily_fen: int
+    annual_fen: int
+
+
+def day_period(business_date: date) -> str:
+    return f"D:{business_date.isoformat()}"
+
+
+def year_period(business_date: date) -> str:
+    return f"Y:{business_date.year}"
+
+
+class Ledger:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def create_account(self, *, account_no: str, kind: str, name: str, opened_us: int,
+                       app_id: str | None = None, allow_negative: bool = False,
+                       balance_cap_fen: int | None = None, status: str = "ACTIVE",
+                       **identity: str | None) -> None:
+        """Insert an account row; identity fields (id_number, mobile, ...) are optional."""
+        columns = {
+            "account_no": account_no, "kind": kind, "name": name, "opened_us": opened_us,
+            "app_id": app_id, "allow_negative": int(allow_negative),
+            "balance_cap_fen": balance_cap_fen, "status": status, **identity,
+        }
+        names = ", ".join(columns)
+        marks = ", ".join("?" for _ in columns)
+        self.store.execute(f"INSERT INTO accounts({names}) VALUES ({marks})", tuple(columns.values()))
+
+    def balance(self, account_no: str) -> int:
+        value = self.store.scalar("SELECT balance_fen FROM accounts WHERE account_no = ?",
+                                  (account_no,))
+        if value is None:
+            raise NoSuchAccount(f"account {account_no} does not exist")
+        return int(value)
+
+    def post(self, *, kind: str, legs: Sequence[Leg], at_us: int, business_date: date,
+             app_id: str | None = None, ref: str | None = None, memo: str = "") -> int:
+        """Write one balanced transaction; returns its id. All legs or none."""
+        if len(legs) < 2 or sum(leg.amount_fen for leg in legs) != 0:
+            raise ValueError(f"unbalanced transaction {kind}: {legs}")
+        if any(leg.amount_fen == 0 for leg in legs):
+            raise ValueError("a leg must move money")
+        with self.store.transaction():
+            for leg in legs:
+                row = self.store.one(
+                    "SELECT balance_fen, allow_negative, balance_cap_fen FROM accounts "
+                    "WHERE account_no = ?", (leg.account_no,))
+                if row is None:
+                    raise NoSuchAccount(f"account {leg.account_no} does not exist")
+                after = row["balance_fen"] + leg.amount_fen
+                if after < 0 and not row["allow_negative"]:
+                    raise InsufficientBalance(f"account {leg.account_no} would go below zero")
+                cap = row["balance_cap_fen"]
+                if leg.amount_fen > 0 and cap is not None and after > cap:
+                    raise BalanceCapExceeded(
+                        f"account {leg.account_no} would hold {after} fen, cap is {cap} fen")
+            cur = self.store.execute(
+                "INSERT INTO txns(kind, at_us, business_date, app_id, ref, memo) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (kind, at_us, business_date.isoformat(), app_id, ref, memo))
+            txn_id = int(cur.lastrowid or 0)
+            for leg in legs:
+                self.store.execute(
+                    "INSERT INTO postings(txn_id, account_no, amount_fen) VALUES (?, ?, ?)",
+                    (txn_id, leg.account_no, leg.amount_fen))
+                self.store.execute(
+                    "UPDATE accounts SET balance_fen = balance_fen + ? WHERE account_no = ?",
+                    (leg.amount_fen, leg.account_no))
+            return txn_id
+
+    def outflow_used(self, account_no: str, business_date: date) -> tuple[int, int]:
+        """(used today, used this year) in fen."""
+        rows = self.store.all(
+            "SELECT period, used_fen FROM outflows WHERE account_no = ? AND period IN (?, ?)",
+            (account_no, day_period(business_date), year_period(business_date)))
+        used = {row["period"]: int(row["used_fen"]) for row in rows}
+        return used.get(day_period(business_date), 0), used.get(year_period(business_date), 0)
+
+    def consume_outflow(self, account_no: str, amount_fen: int, business_date: date,
+                        limits: OutflowLimits) -> None:
+        """Count an outflow against the limits, or raise OverLimit and count nothing."""
+        day_used, year_used = self.outflow_used(account_no, business_date)
+        if day_used + amount_fen > limits.daily_fen:
+            raise OverLimit(f"daily outflow would reach {day_used + amount_fen} fen, "
+                            f"limit {limits.daily_fen} fen")
+        if year_used + amount_fen > limits.annual_fen:
+            raise OverLimit(f"annual outflow would reach {year_used + amount_fen} fen, "
+                            f"limit {limits.annual_fen} fen")
+        for period in (day_period(business_date), year_period(business_date)):
+            self.store.execute(
+                "INSERT INTO outflows(account_no, period, used_fen) VALUES (?, ?, ?) "
+                "ON CONFLICT(account_no, period) DO UPDATE SET used_fen = used_fen + excluded.used_fen",
+                (account_no, period, amount_fen))
+
+    def postings(self, account_no: str, limit: int = 200) -> list[dict[str, object]]:
+        rows = self.store.all(
+            "SELECT p.id, p.txn_id, p.amount_fen, t.kind, t.at_us, t.business_date, t.ref, t.memo "
+            "FROM postings p JOIN txns t ON t.id = p.txn_id WHERE p.account_no = ? "
+            "ORDER BY p.id DESC LIMIT ?", (account_no, limit))
+        return [dict(row) for row in rows]

@@ -1,0 +1,163 @@
+"""The control API under ``/_admin``: scenario set-up and inspection, not the bank contract.
+
+Tests and operators drive the simulator through it: reset, the virtual clock, the profile,
+accounts, the ledger invariants, the event timeline and the scheduler's jobs. When the
+server has an admin token, every call needs ``X-Admin-Token``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Query
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
+
+from simulator.bank import Bank
+from simulator.clock import parse_datetime, parse_duration
+from simulator.config import ProfileError
+from simulator.errors import AdminTokenRequired, BankError, MalformedRequest
+from simulator.http.responses import bank_error_handler, validation_error_handler
+
+
+class AdvanceRequest(BaseModel):
+    by: str | None = Field(default=None, description="a duration: 90s, 20m, 1h30m, 1d, PT20M")
+    to: str | None = Field(default=None, description="an ISO date-time (CST if no offset)")
+
+
+class NextBusinessDayRequest(BaseModel):
+    at: str | None = Field(default=None, description="HH:MM on the next business day; "
+                           "default: the cutover instant itself")
+
+
+class ModeRequest(BaseModel):
+    mode: str = Field(description="manual | realtime | accelerated:N")
+
+
+class FreezeRequest(BaseModel):
+    reason: str = ""
+
+
+class DepositRequest(BaseModel):
+    amount: str = Field(description="yuan with two decimals")
+    memo: str = ""
+
+
+def build_admin_app(bank: Bank, token: str | None) -> FastAPI:
+    def require_token(x_admin_token: Annotated[str | None, Header()] = None) -> None:
+        if token is not None and not (x_admin_token and hmac.compare_digest(x_admin_token, token)):
+            raise AdminTokenRequired()
+
+    admin = FastAPI(title="banksim control API", dependencies=[Depends(require_token)],
+                    description=__doc__)
+    admin.add_exception_handler(BankError, bank_error_handler)
+    admin.add_exception_handler(RequestValidationError, validation_error_handler)
+
+    def _profile_error(exc: ProfileError) -> MalformedRequest:
+        return MalformedRequest(str(exc))
+
+    @admin.post("/reset", summary="Forget all state; clock back to the profile's start")
+    async def reset() -> dict[str, Any]:
+        bank.reset()
+        return {"ok": True, "clock": bank.clock_view()}
+
+    @admin.get("/clock")
+    async def clock() -> dict[str, Any]:
+        return bank.clock_view()
+
+    @admin.post("/clock/advance", summary="Move the clock forward, running due jobs in order")
+    async def advance(body: AdvanceRequest) -> dict[str, Any]:
+        if (body.by is None) == (body.to is None):
+            raise MalformedRequest("give exactly one of 'by' and 'to'")
+        try:
+            target = (bank.clock.now() + parse_duration(body.by) if body.by is not None
+                      else parse_datetime(str(body.to)))
+        except ValueError as exc:
+            raise MalformedRequest(str(exc)) from None
+        if target < bank.clock.now():
+            raise MalformedRequest("the clock never moves backwards")
+        jobs = bank.advance_to(target)
+        return {"clock": bank.clock_view(), "jobs_run": jobs}
+
+    @admin.post("/clock/next-business-day",
+                summary="Advance to the next day cutover, or to a time on the next business day")
+    async def next_business_day(body: NextBusinessDayRequest | None = None) -> dict[str, Any]:
+        target = bank.clock.next_cutover()
+        if body is not None and body.at:
+            try:
+                hh, mm = (int(x) for x in body.at.split(":"))
+                moment = target.replace(hour=hh, minute=mm, second=0, microsecond=0)
+            except ValueError:
+                raise MalformedRequest("'at' must be HH:MM") from None
+            while bank.clock.business_date(moment) < bank.clock.business_date(target):
+                moment += timedelta(days=1)
+            target = moment if moment >= target else moment + timedelta(days=1)
+        jobs = bank.advance_to(target)
+        return {"clock": bank.clock_view(), "jobs_run": jobs}
+
+    @admin.put("/clock/mode")
+    async def set_mode(body: ModeRequest) -> dict[str, Any]:
+        try:
+            bank.set_clock_mode(body.mode)
+        except (ValueError, ProfileError) as exc:
+            raise MalformedRequest(str(exc)) from None
+        return bank.clock_view()
+
+    @admin.get("/jobs")
+    async def jobs() -> list[dict[str, Any]]:
+        return [{"id": j.id, "kind": j.kind, "due_at": j.due_at.isoformat(),
+                 "payload": j.payload, "state": j.state} for j in bank.scheduler.pending()]
+
+    @admin.get("/profile")
+    async def get_profile() -> dict[str, Any]:
+        return bank.profile.as_dict()
+
+    @admin.put("/profile", summary="Replace the whole profile (validated)")
+    async def put_profile(body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return bank.replace_profile(body).as_dict()
+        except ProfileError as exc:
+            raise _profile_error(exc) from None
+
+    @admin.patch("/profile", summary="Change part of the profile (JSON merge patch)")
+    async def patch_profile(body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return bank.patch_profile(body).as_dict()
+        except ProfileError as exc:
+            raise _profile_error(exc) from None
+
+    @admin.get("/accounts")
+    async def accounts(kind: str | None = None, app_id: str | None = None,
+                       limit: Annotated[int, Query(ge=1, le=10_000)] = 500) -> list[dict[str, Any]]:
+        return bank.accounts.list(kind=kind, app_id=app_id, limit=limit)
+
+    @admin.get("/accounts/{account_no}")
+    async def account(account_no: str) -> dict[str, Any]:
+        return bank.account_detail(account_no)
+
+    @admin.post("/accounts/{account_no}/freeze")
+    async def freeze(account_no: str, body: FreezeRequest | None = None) -> dict[str, Any]:
+        return bank.admin_set_frozen(account_no, True, body.reason if body else "")
+
+    @admin.post("/accounts/{account_no}/unfreeze")
+    async def unfreeze(account_no: str) -> dict[str, Any]:
+        return bank.admin_set_frozen(account_no, False)
+
+    @admin.post("/accounts/{account_no}/deposit",
+                summary="Money from outside the bank into an account (scenario set-up)")
+    async def deposit(account_no: str, body: DepositRequest) -> dict[str, Any]:
+        return bank.deposit(account_no, body.amount, body.memo)
+
+    @admin.get("/invariants")
+    async def invariants() -> dict[str, Any]:
+        violations = bank.invariants()
+        return {"ok": not violations, "violations": [v.as_dict() for v in violations]}
+
+    @admin.get("/events")
+    async def events(since_id: int = 0, kind: str | None = None,
+                     limit: Annotated[int, Query(ge=1, le=10_000)] = 500) -> list[dict[str, Any]]:
+        return bank.events(since_id=since_id, kind=kind, limit=limit)
+
+    return admin

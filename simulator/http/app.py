@@ -1,0 +1,42 @@
+"""The ASGI application: the bank API, ``/health`` and the control API on one server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+
+from simulator.bank import Bank
+from simulator.errors import BankError
+from simulator.http.admin_routes import build_admin_app
+from simulator.http.bank_routes import build_router
+from simulator.http.middleware import BankApiMiddleware
+from simulator.http.responses import bank_error_handler, validation_error_handler
+from simulator.http.signing import SignatureVerifier
+
+API_TITLE = "banksim bank API"
+API_VERSION = "1.0.0"
+API_DESCRIPTION = (
+    "Real-time API of the simulated Shanghai partner bank: Class III account opening, "
+    "account queries, freeze/unfreeze/close and refunds to the bound card. Every request "
+    "is signed (see contracts/signing.py); every mutating request carries the platform's "
+    "request serial and is idempotent by it. Money is a yuan string with two decimals."
+)
+
+
+def create_app(bank: Bank, *, admin_token: str | None = None,
+               verifier: SignatureVerifier | None = None) -> FastAPI:
+    app = FastAPI(title=API_TITLE, version=API_VERSION, description=API_DESCRIPTION)
+    app.add_exception_handler(BankError, bank_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.include_router(build_router(bank))
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "bank": bank.profile.bank.name,
+                "clock": bank.clock.now().isoformat()}
+
+    app.mount("/_admin", build_admin_app(bank, admin_token))
+    app.add_middleware(BankApiMiddleware, bank=bank, verifier=verifier or SignatureVerifier())
+    return app

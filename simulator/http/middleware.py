@@ -1,0 +1,174 @@
+"""Transport concerns of the bank API, as one pure ASGI middleware around ``/api/``.
+
+In order: body size limit (1011), signature (1001-1005), then the profile's HTTP faults
+(latency, injected error, hold the answer, lose the answer after the bank committed),
+then the route; finally one ``request`` event on the timeline. It is pure ASGI rather
+than a Starlette ``BaseHTTPMiddleware`` because it must hold or drop the response after
+the route committed, and because it sits on the hot path of every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from simulator.bank import Bank
+from simulator.domain.faults import Decision, RequestFacts, decide
+from simulator.errors import BankError, BodyTooLarge, error_for_code
+from simulator.http.signing import SignatureVerifier
+from simulator.operations import resolve
+
+log = logging.getLogger("banksim.http")
+_JSON = [(b"content-type", b"application/json")]
+_ATTEMPTS_KEPT = 200_000
+
+
+async def send_json(send: Send, status: int, body: dict[str, Any],
+                    extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    payload = json.dumps(body, ensure_ascii=False).encode()
+    headers = [*_JSON, (b"content-length", str(len(payload)).encode()), *(extra_headers or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+class BankApiMiddleware:
+    def __init__(self, app: ASGIApp, bank: Bank, verifier: SignatureVerifier) -> None:
+        self.app = app
+        self.bank = bank
+        self.verifier = verifier
+        # Attempt numbers per (platform, operation, serial): rules such as "fail the
+        # first attempt" need them. Bounded, oldest forgotten first.
+        self.attempts: dict[tuple[str, str, str], int] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+        bank = self.bank
+        method: str = scope["method"]
+        path: str = scope["path"]
+        query = scope.get("query_string", b"").decode("latin-1")
+        try:
+            body = await self._read_body(receive, bank.profile.security.max_body_bytes)
+        except BodyTooLarge as err:
+            await send_json(send, err.entry.http, err.as_dict(), [(b"connection", b"close")])
+            return
+        if body is None:  # client went away
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            platform = self.verifier.verify(bank.profile, method,
+                                            path + ("?" + query if query else ""), headers, body)
+        except BankError as err:
+            bank.event("request.rejected", app_id=headers.get("x-app-id"),
+                       detail={"method": method, "path": path, "code": err.code})
+            await send_json(send, err.entry.http, err.as_dict())
+            return
+
+        resolved = resolve(method, path)
+        decision, serial, operation = Decision(), "", "unknown"
+        if resolved is not None:
+            op, params = resolved
+            operation = op.name
+            fields = _json_fields(body) if op.mutating else {}
+            serial = str(fields.get("request_serial") or params.get("request_serial")
+                         or params.get("account_no") or "")
+            attempt = self._next_attempt(platform.app_id, operation, serial)
+            decision = decide(bank.profile.http_faults, bank.profile.seed, RequestFacts(
+                operation, method, path, platform.app_id, serial, fields, attempt))
+        if decision.latency_ms:
+            await asyncio.sleep(decision.latency_ms / 1000)
+
+        detail: dict[str, Any] = {"method": method, "path": path, "operation": operation,
+                                  "serial": serial}
+        if decision.rule:
+            detail["fault"] = decision.rule
+        if decision.error:
+            injected = error_for_code(decision.error, "injected by the profile")
+            body_out = injected.as_dict()
+            if serial:
+                body_out["request_serial"] = serial
+            bank.event("request", app_id=platform.app_id, ref=serial,
+                       detail={**detail, "status": injected.entry.http, "code": injected.code})
+            await send_json(send, injected.entry.http, body_out)
+            return
+
+        scope.setdefault("state", {})["app_id"] = platform.app_id
+        captured: list[Message] = []
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        async def capture(message: Message) -> None:
+            captured.append(message)
+
+        await self.app(scope, replay, capture)
+        status, code = _status_and_code(captured)
+        bank.event("request", app_id=platform.app_id, ref=serial,
+                   detail={**detail, "status": status, "code": code})
+        if decision.lose_response:
+            # The bank has committed; the platform never hears. Starting a response that
+            # declares a body and then returning makes the server close the connection
+            # mid-response, which is what a lost answer looks like on the wire.
+            log.info("fault: dropping the response to %s %s (serial %s)", method, path, serial)
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-length", b"1048576")]})
+            return
+        if decision.hold_ms:
+            await asyncio.sleep(decision.hold_ms / 1000)
+        for message in captured:
+            await send(message)
+
+    async def _read_body(self, receive: Receive, limit: int) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(f"body exceeds {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _next_attempt(self, app_id: str, operation: str, serial: str) -> int:
+        key = (app_id, operation, serial)
+        attempt = self.attempts.pop(key, 0) + 1
+        self.attempts[key] = attempt
+        if len(self.attempts) > _ATTEMPTS_KEPT:
+            del self.attempts[next(iter(self.attempts))]
+        return attempt
+
+
+class DroppedResponseFilter(logging.Filter):
+    """Silences the server's complaint about the responses this middleware drops on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "returned without completing response" not in record.getMessage()
+
+
+def _json_fields(body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _status_and_code(messages: list[Message]) -> tuple[int, str | None]:
+    status = next((m["status"] for m in messages if m["type"] == "http.response.start"), 500)
+    payload = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+    code = _json_fields(payload).get("code")
+    return status, code if isinstance(code, str) else None
