@@ -213,7 +213,8 @@ class Bank:
                 business_date=self.clock.business_date()))
 
     def query_refund(self, app_id: str, serial: str) -> Answer:
-        return self._answer(serial, lambda: _ok(serial, self.refunds.get(app_id, serial)))
+        """The original answer to a refund request (paid or rejected), by its serial."""
+        return self._answer(serial, lambda: self.idempotency.original(app_id, serial, "refund"))
 
     @staticmethod
     def _answer(serial: str | None, produce: Callable[[], Answer]) -> Answer:
@@ -228,6 +229,11 @@ class Bank:
         with self.store.transaction():
             return self.accounts.set_frozen(account_no, frozen, app_id=None,
                                             now_us=self.clock.now_us(), reason=reason)
+
+    def admin_activate(self, account_no: str) -> dict[str, Any]:
+        with self.store.transaction():
+            return self.accounts.activate(account_no, now_us=self.clock.now_us(),
+                                          reason="approved through the control API")
 
     def deposit(self, account_no: str, amount: str, memo: str = "") -> dict[str, Any]:
         """Money from outside the bank (e.g. the bound card) into an account."""

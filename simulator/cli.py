@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from simulator.app import DEFAULT_HTTP_PORT, ServeOptions, StartupError, run
+from simulator.clock import from_us
 from simulator.config import ProfileError, default_profile_text
 
 
@@ -104,7 +105,8 @@ def _invariants(args: argparse.Namespace, control: Control) -> int:
 def _events(args: argparse.Namespace, control: Control) -> int:
     query = f"/events?since_id={args.since}&limit={args.limit}" + (f"&kind={args.kind}" if args.kind else "")
     for e in control.call("GET", query):
-        print(f"{e['id']:>6} {e['at_us']} {e['kind']:<20} {e['app_id'] or '-':<16} "
+        at = from_us(e["at_us"]).strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{e['id']:>6} {at} {e['kind']:<20} {e['app_id'] or '-':<16} "
               f"{e['ref'] or '-':<22} {json.dumps(e['detail'], ensure_ascii=False)}")
     return 0
 

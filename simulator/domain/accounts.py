@@ -22,6 +22,7 @@ from simulator.domain import identity
 from simulator.domain.ledger import Ledger, OutflowLimits
 from simulator.errors import (
     AccountClosed,
+    BadAccountStatus,
     BalanceNotZero,
     BankError,
     NoSuchAccount,
@@ -153,6 +154,16 @@ class Accounts:
         record_event(self.store, now_us, "account.frozen" if frozen else "account.unfrozen",
                      app_id=row["app_id"], ref=account_no,
                      detail={"reason": reason, "by": "platform" if app_id else "bank"})
+        return self.get(account_no)
+
+    def activate(self, account_no: str, *, now_us: int, reason: str) -> dict[str, Any]:
+        """PENDING_IMAGES -> ACTIVE: the bank has approved the account's ID-card images."""
+        row = self.row(account_no)
+        if row["status"] != "PENDING_IMAGES":
+            raise BadAccountStatus(f"account {account_no} is {row['status']}, not PENDING_IMAGES")
+        self.store.execute("UPDATE accounts SET status = 'ACTIVE' WHERE account_no = ?", (account_no,))
+        record_event(self.store, now_us, "account.activated", app_id=row["app_id"], ref=account_no,
+                     detail={"reason": reason})
         return self.get(account_no)
 
     def close(self, account_no: str, *, app_id: str, now_us: int) -> dict[str, Any]:

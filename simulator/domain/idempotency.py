@@ -56,8 +56,9 @@ class Idempotency:
                 "WHERE app_id = ? AND serial = ?", (app_id, serial))
             if row is not None:
                 if row["fingerprint"] != fp:
-                    raise SerialConflict(
-                        f"serial {serial} was used for a different {row['operation']} request")
+                    return error_answer(SerialConflict(
+                        f"serial {serial} was used for a different {row['operation']} request"),
+                        serial)
                 return Answer(row["status_code"], json.loads(row["response"]), replayed=True)
             try:
                 # A savepoint: a business rejection rolls back its partial effects while

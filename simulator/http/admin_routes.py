@@ -145,6 +145,11 @@ def build_admin_app(bank: Bank, token: str | None) -> FastAPI:
     async def unfreeze(account_no: str) -> dict[str, Any]:
         return bank.admin_set_frozen(account_no, False)
 
+    @admin.post("/accounts/{account_no}/activate",
+                summary="Approve the account's ID-card images by hand: PENDING_IMAGES -> ACTIVE")
+    async def activate(account_no: str) -> dict[str, Any]:
+        return bank.admin_activate(account_no)
+
     @admin.post("/accounts/{account_no}/deposit",
                 summary="Money from outside the bank into an account (scenario set-up)")
     async def deposit(account_no: str, body: DepositRequest) -> dict[str, Any]:

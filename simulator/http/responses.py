@@ -13,7 +13,7 @@ from simulator.domain.idempotency import Answer
 from simulator.errors import BankError, MalformedRequest
 from simulator.http.schemas import ErrorAnswer
 
-ERROR_STATUSES = (400, 401, 404, 409, 413, 422, 503)
+ERROR_STATUSES = (400, 401, 404, 409, 413, 422, 500, 503)
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorAnswer, "description": "an error from the bank's code table"}
     for status in ERROR_STATUSES
