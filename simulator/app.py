@@ -13,11 +13,13 @@ import contextlib
 import ipaddress
 import json
 import logging
+import signal
 import socket
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import TextIO
 
 import uvicorn
@@ -30,6 +32,16 @@ from simulator.http.middleware import DroppedResponseFilter
 DEFAULT_HTTP_PORT = 8600
 DEFAULT_STATE_DIR = Path(".banksim")
 log = logging.getLogger("banksim")
+
+
+class _Server(uvicorn.Server):
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # uvicorn re-raises SIGTERM/SIGINT after a graceful shutdown, which would end the
+        # process before the bank is closed and ephemeral state removed; stop instead.
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
 
 
 class StartupError(RuntimeError):
@@ -69,7 +81,7 @@ def build_bank(options: ServeOptions) -> tuple[Bank, Profile]:
     # An explicit profile or clock mode wins over what the state last ran with; otherwise
     # a restart keeps runtime profile changes.
     explicit = options.profile_path is not None or options.clock_mode is not None
-    bank = Bank(profile, state_dir, prefer_stored_profile=not explicit)
+    bank = Bank(profile, state_dir, prefer_stored_profile=not explicit, group_commit=True)
     return bank, bank.profile
 
 
@@ -94,6 +106,7 @@ async def _tick(bank: Bank) -> None:
         await asyncio.sleep(0.5 if wait is None else min(max(wait, 0.0), 0.5))
         if bank.clock.mode.kind != "manual":
             bank.scheduler.run_due()
+            bank.flush()
 
 
 def banner(bank: Bank, http_url: str, out: TextIO) -> None:
@@ -123,7 +136,7 @@ async def serve(options: ServeOptions, out: TextIO = sys.stdout) -> None:
         config = uvicorn.Config(app, loop="none", http="httptools", lifespan="off",
                                 access_log=False, log_level="warning")
         logging.getLogger("uvicorn.error").addFilter(DroppedResponseFilter())
-        server = uvicorn.Server(config)
+        server = _Server(config)
         host = f"[{options.host}]" if ":" in options.host else options.host
         http_url = f"http://{host}:{port}"
         ticker = asyncio.create_task(_tick(bank))

@@ -55,22 +55,27 @@ def _fen(text: str) -> int:
 
 class Bank:
     def __init__(self, profile: Profile, state_dir: Path | None, *,
-                 prefer_stored_profile: bool = False,
+                 prefer_stored_profile: bool = False, group_commit: bool = False,
                  wall: Callable[[], float] = _time.time) -> None:
         """Open the bank's state in ``state_dir`` (None: in memory).
 
         With ``prefer_stored_profile`` a restart keeps the profile the state was last
         running with (changed at runtime through the control API); otherwise ``profile``
-        replaces it.
+        replaces it. With ``group_commit`` changes are committed by :meth:`flush` (the
+        server calls it before every response); see :mod:`simulator.store`.
         """
         self.state_dir = state_dir
         self._wall = wall
+        self._group_commit = group_commit
         self._open(profile, prefer_stored_profile)
 
     # -- lifecycle ------------------------------------------------------------------
 
     def _open(self, profile: Profile, prefer_stored: bool) -> None:
         self.store = Store.open(self.state_dir / DB_FILENAME if self.state_dir else None)
+        self.store.group_commit = self._group_commit
+        if self._group_commit:
+            self.store.start_checkpointer()
         stored = self.store.get_kv(_PROFILE_KEY)
         if stored is not None and prefer_stored:
             profile = profile_from_dict(json.loads(stored))
@@ -111,6 +116,11 @@ class Bank:
                             legs=[Leg(CLEARING_ACCOUNT, -p.supervision_opening_balance),
                                   Leg(number, p.supervision_opening_balance)])
             self.store.set_kv(_PROFILE_KEY, json.dumps(profile.as_dict(), ensure_ascii=False))
+        self.flush()
+
+    def flush(self) -> None:
+        """Make everything done so far durable (commits the group transaction)."""
+        self.store.flush()
 
     def reset(self) -> None:
         """Forget everything: a fresh state with the current profile, clock at its start."""

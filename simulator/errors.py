@@ -84,6 +84,10 @@ class NotFound(RequestError):
     code = "1040"
 
 
+class MethodNotAllowed(RequestError):
+    code = "1041"
+
+
 class OpeningError(BankError):
     code = "2001"
 

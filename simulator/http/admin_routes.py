@@ -14,12 +14,17 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from simulator.bank import Bank
 from simulator.clock import parse_datetime, parse_duration
 from simulator.config import ProfileError
 from simulator.errors import AdminTokenRequired, BankError, MalformedRequest
-from simulator.http.responses import bank_error_handler, validation_error_handler
+from simulator.http.responses import (
+    bank_error_handler,
+    http_error_handler,
+    validation_error_handler,
+)
 
 
 class AdvanceRequest(BaseModel):
@@ -54,6 +59,7 @@ def build_admin_app(bank: Bank, token: str | None) -> FastAPI:
                     description=__doc__)
     admin.add_exception_handler(BankError, bank_error_handler)
     admin.add_exception_handler(RequestValidationError, validation_error_handler)
+    admin.add_exception_handler(StarletteHTTPException, http_error_handler)
 
     def _profile_error(exc: ProfileError) -> MalformedRequest:
         return MalformedRequest(str(exc))

@@ -6,13 +6,18 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from simulator.bank import Bank
 from simulator.errors import BankError
 from simulator.http.admin_routes import build_admin_app
 from simulator.http.bank_routes import build_router
 from simulator.http.middleware import BankApiMiddleware
-from simulator.http.responses import bank_error_handler, validation_error_handler
+from simulator.http.responses import (
+    bank_error_handler,
+    http_error_handler,
+    validation_error_handler,
+)
 from simulator.http.signing import SignatureVerifier
 
 API_TITLE = "banksim bank API"
@@ -27,9 +32,12 @@ API_DESCRIPTION = (
 
 def create_app(bank: Bank, *, admin_token: str | None = None,
                verifier: SignatureVerifier | None = None) -> FastAPI:
-    app = FastAPI(title=API_TITLE, version=API_VERSION, description=API_DESCRIPTION)
+    # No trailing-slash redirects: a platform gets a coded 404, not a 307 to follow.
+    app = FastAPI(title=API_TITLE, version=API_VERSION, description=API_DESCRIPTION,
+                  redirect_slashes=False)
     app.add_exception_handler(BankError, bank_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.include_router(build_router(bank))
 
     @app.get("/health", include_in_schema=False)

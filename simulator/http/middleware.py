@@ -35,6 +35,37 @@ async def send_json(send: Send, status: int, body: dict[str, Any],
     await send({"type": "http.response.body", "body": payload})
 
 
+class Durability:
+    """Group commit for the server: one COMMIT per event-loop turn, before any response.
+
+    A request whose work is done waits here; the flush is scheduled with ``call_soon``, so
+    every request that finishes its work in the same turn of the loop shares the commit.
+    """
+
+    def __init__(self, bank: Bank) -> None:
+        self.bank = bank
+        self._pending: asyncio.Future[None] | None = None
+
+    async def wait(self) -> None:
+        if not self.bank.store.has_unflushed:
+            return
+        if self._pending is None:
+            loop = asyncio.get_running_loop()
+            self._pending = loop.create_future()
+            loop.call_soon(self._flush)
+        await self._pending
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, None
+        assert pending is not None
+        try:
+            self.bank.flush()
+        except BaseException as exc:  # the waiting requests must hear about it
+            pending.set_exception(exc)
+        else:
+            pending.set_result(None)
+
+
 class BankApiMiddleware:
     def __init__(self, app: ASGIApp, bank: Bank, verifier: SignatureVerifier) -> None:
         self.app = app
@@ -43,14 +74,31 @@ class BankApiMiddleware:
         # Attempt numbers per (platform, operation, serial): rules such as "fail the
         # first attempt" need them. Bounded, oldest forgotten first.
         self.attempts: dict[tuple[str, str, str], int] = {}
+        self.durability = Durability(bank)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        durable = self.durability
+
+        async def send_durably(message: Message) -> None:
+            # No response leaves before the work it reports is committed.
+            if message["type"] == "http.response.start":
+                await durable.wait()
+            await send(message)
+
+        if not scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send_durably)
+            return
+        await self._bank_api(scope, receive, send_durably)
+
+    async def _bank_api(self, scope: Scope, receive: Receive, send: Send) -> None:
         bank = self.bank
         method: str = scope["method"]
         path: str = scope["path"]
+        # The signature covers the path exactly as sent (percent-encoding included).
+        raw_path = (scope.get("raw_path") or path.encode()).decode("latin-1")
         query = scope.get("query_string", b"").decode("latin-1")
         try:
             body = await self._read_body(receive, bank.profile.security.max_body_bytes)
@@ -62,7 +110,7 @@ class BankApiMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
             platform = self.verifier.verify(bank.profile, method,
-                                            path + ("?" + query if query else ""), headers, body)
+                                            raw_path + ("?" + query if query else ""), headers, body)
         except BankError as err:
             bank.event("request.rejected", app_id=headers.get("x-app-id"),
                        detail={"method": method, "path": path, "code": err.code})

@@ -8,9 +8,16 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from simulator.domain.idempotency import Answer
-from simulator.errors import BankError, MalformedRequest
+from simulator.errors import (
+    BankError,
+    BodyTooLarge,
+    MalformedRequest,
+    MethodNotAllowed,
+    NotFound,
+)
 from simulator.http.schemas import ErrorAnswer
 
 ERROR_STATUSES = (400, 401, 404, 409, 413, 422, 500, 503)
@@ -34,6 +41,21 @@ def answer_response(answer: Answer) -> Response:
 async def bank_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BankError)
     return json_response(exc.entry.http, exc.as_dict())
+
+
+_HTTP_STATUS_ERRORS: dict[int, type[BankError]] = {
+    400: MalformedRequest, 404: NotFound, 405: MethodNotAllowed, 413: BodyTooLarge,
+}
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    """The framework's own errors (unparseable body, no route, wrong method) in the bank's shape."""
+    assert isinstance(exc, StarletteHTTPException)
+    cls = _HTTP_STATUS_ERRORS.get(exc.status_code)
+    if cls is None:
+        return json_response(exc.status_code, {"code": "9000", "message": str(exc.detail)})
+    err = cls(str(exc.detail))
+    return json_response(exc.status_code, err.as_dict(), dict(exc.headers or {}))
 
 
 async def validation_error_handler(request: Request, exc: Exception) -> Response:

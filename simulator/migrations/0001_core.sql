@@ -37,9 +37,10 @@ CREATE TABLE accounts (
     opening_serial    TEXT,
     opened_us         INTEGER NOT NULL,
     closed_us         INTEGER
-);
+) WITHOUT ROWID;
+-- Only the per-ID account limit needs a secondary index; every index is a page more
+-- written per opening.
 CREATE INDEX accounts_id_number ON accounts(id_number);
-CREATE INDEX accounts_app ON accounts(app_id, kind);
 
 CREATE TABLE txns (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -95,16 +96,7 @@ CREATE TABLE idempotency (
     response    TEXT    NOT NULL,
     created_us  INTEGER NOT NULL,
     PRIMARY KEY (app_id, serial)
-);
-
--- Nonces seen inside the signature freshness window (wall-clock seconds).
-CREATE TABLE nonces (
-    app_id  TEXT NOT NULL,
-    nonce   TEXT NOT NULL,
-    seen_at REAL NOT NULL,
-    PRIMARY KEY (app_id, nonce)
-);
-CREATE INDEX nonces_seen ON nonces(seen_at);
+) WITHOUT ROWID;
 
 CREATE TABLE events (
     id     INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -114,4 +106,3 @@ CREATE TABLE events (
     ref    TEXT,
     detail TEXT    NOT NULL DEFAULT '{}'
 );
-CREATE INDEX events_kind ON events(kind, id);

@@ -66,3 +66,36 @@ def test_profile_errors_name_every_location(tmp_path: Path) -> None:
 def test_merge_patch_follows_rfc7386() -> None:
     assert merge_patch({"a": {"b": 1, "c": 2}}, {"a": {"b": None, "d": 3}}) == {"a": {"c": 2, "d": 3}}
     assert merge_patch({"a": [1]}, {"a": [2]}) == {"a": [2]}
+
+
+def test_group_commit_keeps_blocks_atomic_and_commits_on_flush(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "bank.db")
+    store.group_commit = True
+    with store.transaction():
+        store.set_kv("a", "1")
+    with pytest.raises(RuntimeError), store.transaction():
+        store.set_kv("b", "1")
+        raise RuntimeError("this block alone is rolled back")
+    with store.transaction():
+        store.set_kv("c", "1")
+    assert store.has_unflushed
+    # Another connection (a restarted process) sees nothing before the flush...
+    other = Store.open(tmp_path / "bank.db")
+    assert other.get_kv("a") is None
+    store.flush()
+    assert not store.has_unflushed
+    # ...and exactly the blocks that succeeded after it.
+    assert [other.get_kv(k) for k in ("a", "b", "c")] == ["1", None, "1"]
+
+
+def test_group_commit_work_lost_in_a_crash_is_whole_blocks(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "bank.db")
+    store.group_commit = True
+    with store.transaction():
+        store.set_kv("kept", "1")
+    store.flush()
+    with store.transaction():
+        store.set_kv("lost", "1")
+    store.conn.close()  # the process dies before the flush: no COMMIT reaches the file
+    again = Store.open(tmp_path / "bank.db")
+    assert (again.get_kv("kept"), again.get_kv("lost")) == ("1", None)
