@@ -30,12 +30,13 @@ from simulator.domain.idempotency import Answer, Idempotency, error_answer
 from simulator.domain.invariants import Violation, check, take_snapshot
 from simulator.domain.ledger import CLEARING_ACCOUNT, Ledger, Leg
 from simulator.domain.refunds import Refunds
-from simulator.errors import AmountInvalid, BankError
+from simulator.errors import AccountClosed, AmountInvalid, BankError
 from simulator.events import list_events, record_event
 from simulator.scheduler import Scheduler
 from simulator.store import DB_FILENAME, Store
 
 _PROFILE_KEY = "profile"
+_ATTEMPTS_KEPT = 200_000
 
 
 def _ok(serial: str | None, data: dict[str, Any]) -> Answer:
@@ -67,6 +68,9 @@ class Bank:
         self.state_dir = state_dir
         self._wall = wall
         self._group_commit = group_commit
+        # Attempt numbers per (platform, operation, serial) for fault rules such as "fail
+        # the first attempt"; kept in memory, forgotten by reset, bounded.
+        self._attempts: dict[tuple[str, str, str], int] = {}
         self._open(profile, prefer_stored_profile)
 
     # -- lifecycle ------------------------------------------------------------------
@@ -125,6 +129,7 @@ class Bank:
     def reset(self) -> None:
         """Forget everything: a fresh state with the current profile, clock at its start."""
         profile = self.profile
+        self._attempts.clear()
         self.store.close()
         if self.state_dir is not None:
             for suffix in ("", "-wal", "-shm"):
@@ -139,6 +144,14 @@ class Bank:
         self.close()
         if self.state_dir is not None:
             shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def next_attempt(self, app_id: str, operation: str, serial: str) -> int:
+        key = (app_id, operation, serial)
+        attempt = self._attempts.pop(key, 0) + 1
+        self._attempts[key] = attempt
+        if len(self._attempts) > _ATTEMPTS_KEPT:
+            del self._attempts[next(iter(self._attempts))]
+        return attempt
 
     # -- profile --------------------------------------------------------------------
 
@@ -253,6 +266,8 @@ class Bank:
         now = self.clock.now_us()
         with self.store.transaction():
             row = self.accounts.row(account_no)
+            if row["status"] == "CLOSED":
+                raise AccountClosed(f"account {account_no} is closed")
             self.ledger.post(kind="deposit", at_us=now, business_date=self.clock.business_date(),
                              app_id=row["app_id"], memo=memo or "deposit",
                              legs=[Leg(CLEARING_ACCOUNT, -fen), Leg(account_no, fen)])
@@ -263,6 +278,10 @@ class Bank:
     def account_detail(self, account_no: str) -> dict[str, Any]:
         view = self.accounts.get(account_no)
         row = self.accounts.row(account_no)
+        from simulator.domain.accounts import FROZEN_BY_BANK, FROZEN_BY_PLATFORM
+
+        view["frozen_by"] = [who for who, bit in (("platform", FROZEN_BY_PLATFORM),
+                                                  ("bank", FROZEN_BY_BANK)) if row["frozen"] & bit]
         view.update(kind=row["kind"], app_id=row["app_id"], id_number=row["id_number"],
                     mobile=row["mobile"], opening_serial=row["opening_serial"],
                     postings=self.ledger.postings(account_no))

@@ -6,8 +6,10 @@ bank's policy (identity rules from the profile, the per-ID account limit). The f
 failure raises its coded error; nothing is written for a rejected opening except the
 stored answer (see :mod:`simulator.domain.idempotency`).
 
-Status model: ``status`` is PENDING_IMAGES -> ACTIVE -> CLOSED; ``frozen`` is a separate
-flag, so unfreezing returns an account to exactly the status it had.
+Status model: ``status`` is PENDING_IMAGES -> ACTIVE -> CLOSED; freezing is separate, so
+unfreezing returns an account to exactly the status it had. A freeze has a source: the
+platform's (risk control) or the bank's own (e.g. a judicial freeze); each side lifts only
+its own, so a platform can never unfreeze what the bank froze.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from simulator.events import record_event
 from simulator.store import Store
 
 _SEQUENCE_KEY = "accounts.class_iii_sequence"
+# Bits of accounts.frozen: who froze the account.
+FROZEN_BY_PLATFORM = 1
+FROZEN_BY_BANK = 2
 
 
 @dataclass(frozen=True)
@@ -149,11 +154,13 @@ class Accounts:
         row = self.row(account_no, app_id)
         if row["status"] == "CLOSED":
             raise AccountClosed(f"account {account_no} is closed")
-        self.store.execute("UPDATE accounts SET frozen = ? WHERE account_no = ?",
-                           (int(frozen), account_no))
+        bit = FROZEN_BY_PLATFORM if app_id is not None else FROZEN_BY_BANK
+        mask = row["frozen"] | bit if frozen else row["frozen"] & ~bit
+        self.store.execute("UPDATE accounts SET frozen = ? WHERE account_no = ?", (mask, account_no))
         record_event(self.store, now_us, "account.frozen" if frozen else "account.unfrozen",
                      app_id=row["app_id"], ref=account_no,
-                     detail={"reason": reason, "by": "platform" if app_id else "bank"})
+                     detail={"reason": reason, "by": "platform" if app_id else "bank",
+                             "still_frozen": bool(mask)})
         return self.get(account_no)
 
     def activate(self, account_no: str, *, now_us: int, reason: str) -> dict[str, Any]:

@@ -24,7 +24,6 @@ from simulator.operations import resolve
 
 log = logging.getLogger("banksim.http")
 _JSON = [(b"content-type", b"application/json")]
-_ATTEMPTS_KEPT = 200_000
 
 
 async def send_json(send: Send, status: int, body: dict[str, Any],
@@ -71,9 +70,6 @@ class BankApiMiddleware:
         self.app = app
         self.bank = bank
         self.verifier = verifier
-        # Attempt numbers per (platform, operation, serial): rules such as "fail the
-        # first attempt" need them. Bounded, oldest forgotten first.
-        self.attempts: dict[tuple[str, str, str], int] = {}
         self.durability = Durability(bank)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -125,7 +121,7 @@ class BankApiMiddleware:
             fields = _json_fields(body) if op.mutating else {}
             serial = str(fields.get("request_serial") or params.get("request_serial")
                          or params.get("account_no") or "")
-            attempt = self._next_attempt(platform.app_id, operation, serial)
+            attempt = bank.next_attempt(platform.app_id, operation, serial)
             decision = decide(bank.profile.http_faults, bank.profile.seed, RequestFacts(
                 operation, method, path, platform.app_id, serial, fields, attempt))
         if decision.latency_ms:
@@ -190,14 +186,6 @@ class BankApiMiddleware:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
-
-    def _next_attempt(self, app_id: str, operation: str, serial: str) -> int:
-        key = (app_id, operation, serial)
-        attempt = self.attempts.pop(key, 0) + 1
-        self.attempts[key] = attempt
-        if len(self.attempts) > _ATTEMPTS_KEPT:
-            del self.attempts[next(iter(self.attempts))]
-        return attempt
 
 
 class DroppedResponseFilter(logging.Filter):

@@ -30,7 +30,7 @@ CREATE TABLE accounts (
     bound_card_number TEXT,
     bound_card_kind   TEXT,
     status            TEXT    NOT NULL CHECK (status IN ('PENDING_IMAGES', 'ACTIVE', 'CLOSED')),
-    frozen            INTEGER NOT NULL DEFAULT 0,
+    frozen            INTEGER NOT NULL DEFAULT 0,  -- bits: 1 platform, 2 bank
     balance_fen       INTEGER NOT NULL DEFAULT 0,
     allow_negative    INTEGER NOT NULL DEFAULT 0,
     balance_cap_fen   INTEGER,

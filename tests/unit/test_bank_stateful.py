@@ -83,8 +83,14 @@ def code_of(call: Any) -> tuple[str, Answer | None]:
 class ModelAccount:
     id_number: str
     balance: int = 0
-    frozen: bool = False
+    frozen_by_platform: bool = False
+    frozen_by_bank: bool = False
     closed: bool = False
+
+    @property
+    def frozen(self) -> bool:
+        """Frozen while either side's freeze stands: each side lifts only its own."""
+        return self.frozen_by_platform or self.frozen_by_bank
 
 
 @dataclass(frozen=True)
@@ -275,8 +281,11 @@ class BankMachine(RuleBasedStateMachine):
                 code, view = err.code, None
             assert code == expected
         if expected == "0000":
-            assert view is not None and view["frozen"] is frozen
-            acct.frozen = frozen
+            if by_platform:
+                acct.frozen_by_platform = frozen
+            else:
+                acct.frozen_by_bank = frozen
+            assert view is not None and view["frozen"] is acct.frozen
 
     @rule(account=accounts)
     def close(self, account: str) -> None:
