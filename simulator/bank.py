@@ -31,7 +31,7 @@ from simulator.domain.invariants import Violation, check, take_snapshot
 from simulator.domain.ledger import CLEARING_ACCOUNT, Ledger, Leg
 from simulator.domain.refunds import Refunds
 from simulator.errors import AccountClosed, AmountInvalid, BankError
-from simulator.events import list_events, record_event
+from simulator.events import list_events, record_event, record_events
 from simulator.scheduler import Scheduler
 from simulator.store import DB_FILENAME, Store
 
@@ -71,6 +71,9 @@ class Bank:
         # Attempt numbers per (platform, operation, serial) for fault rules such as "fail
         # the first attempt"; kept in memory, forgotten by reset, bounded.
         self._attempts: dict[tuple[str, str, str], int] = {}
+        # Request events wait here for the next flush, which writes them in one statement;
+        # the server flushes before it answers, so none is lost for an answered request.
+        self._request_log: list[tuple[int, str, str | None, str | None, dict[str, Any]]] = []
         self._open(profile, prefer_stored_profile)
 
     # -- lifecycle ------------------------------------------------------------------
@@ -124,12 +127,24 @@ class Bank:
 
     def flush(self) -> None:
         """Make everything done so far durable (commits the group transaction)."""
+        self._write_request_log()
         self.store.flush()
+
+    @property
+    def has_unflushed(self) -> bool:
+        return bool(self._request_log) or self.store.has_unflushed
+
+    def _write_request_log(self) -> None:
+        if self._request_log:
+            rows, self._request_log = self._request_log, []
+            with self.store.transaction():
+                record_events(self.store, rows)
 
     def reset(self) -> None:
         """Forget everything: a fresh state with the current profile, clock at its start."""
         profile = self.profile
         self._attempts.clear()
+        self._request_log.clear()
         self.store.close()
         if self.state_dir is not None:
             for suffix in ("", "-wal", "-shm"):
@@ -137,6 +152,7 @@ class Bank:
         self._open(profile, prefer_stored=False)
 
     def close(self) -> None:
+        self._write_request_log()
         self.store.close()
 
     def destroy(self) -> None:
@@ -175,8 +191,14 @@ class Bank:
             record_event(self.store, self.clock.now_us(), kind, app_id=app_id, ref=ref,
                          detail=detail)
 
+    def log_request(self, kind: str, *, app_id: str | None, ref: str | None,
+                    detail: dict[str, Any]) -> None:
+        """A request on the timeline, written with the next flush (see ``flush``)."""
+        self._request_log.append((self.clock.now_us(), kind, app_id, ref, detail))
+
     def events(self, *, since_id: int = 0, kind: str | None = None,
                limit: int = 500) -> list[dict[str, Any]]:
+        self._write_request_log()
         return list_events(self.store, since_id=since_id, kind=kind, limit=limit)
 
     # -- bank API operations ----------------------------------------------------------

@@ -25,6 +25,14 @@ def record_event(store: Store, at_us: int, kind: str, *, app_id: str | None = No
     )
 
 
+def record_events(store: Store, rows: list[tuple[int, str, str | None, str | None, dict[str, Any]]]) -> None:
+    """Many events at once: (at_us, kind, app_id, ref, detail) tuples."""
+    store.conn.executemany(
+        "INSERT INTO events(at_us, kind, app_id, ref, detail) VALUES (?, ?, ?, ?, ?)",
+        [(at, kind, app_id, ref, json.dumps(detail, ensure_ascii=False, sort_keys=True))
+         for at, kind, app_id, ref, detail in rows])
+
+
 def list_events(store: Store, *, since_id: int = 0, kind: str | None = None,
                 limit: int = 500) -> list[dict[str, Any]]:
     """Events after ``since_id``; ``kind`` matches exactly or as a prefix ending in ``.``."""

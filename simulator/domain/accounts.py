@@ -102,7 +102,11 @@ class Accounts:
             opening_serial=serial)
         record_event(self.store, now_us, "account.opened", app_id=app_id, ref=account_no,
                      detail={"serial": serial, "status": status})
-        return self.get(account_no)
+        return self.view({"account_no": account_no, "kind": "CLASS_III", "name": clean.name,
+                          "status": status, "frozen": 0, "balance_fen": 0,
+                          "bound_card_number": clean.bound_card_number,
+                          "bound_card_kind": clean.bound_card_kind, "opened_us": now_us,
+                          "closed_us": None})
 
     def row(self, account_no: str, app_id: str | None = None) -> dict[str, Any]:
         """The account, visible only to its own platform when ``app_id`` is given."""
@@ -112,10 +116,14 @@ class Accounts:
         return dict(row)
 
     def get(self, account_no: str, app_id: str | None = None) -> dict[str, Any]:
+        return self.view(self.row(account_no, app_id))
+
+    @staticmethod
+    def view(row: dict[str, Any]) -> dict[str, Any]:
+        """The account as the API shows it."""
         from contracts.money import format_fen
         from simulator.clock import from_us
 
-        row = self.row(account_no, app_id)
         return {
             "account_no": row["account_no"],
             "account_class": "III" if row["kind"] == "CLASS_III" else row["kind"],

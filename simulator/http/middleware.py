@@ -46,7 +46,7 @@ class Durability:
         self._pending: asyncio.Future[None] | None = None
 
     async def wait(self) -> None:
-        if not self.bank.store.has_unflushed:
+        if not self.bank.has_unflushed:
             return
         if self._pending is None:
             loop = asyncio.get_running_loop()
@@ -103,12 +103,14 @@ class BankApiMiddleware:
             return
         if body is None:  # client went away
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        # Only the x- headers matter here (the signature's four); ASGI names are lowercase.
+        headers = {k.decode("latin-1"): v.decode("latin-1")
+                   for k, v in scope["headers"] if k[:2] == b"x-"}
         try:
             platform = self.verifier.verify(bank.profile, method,
                                             raw_path + ("?" + query if query else ""), headers, body)
         except BankError as err:
-            bank.event("request.rejected", app_id=headers.get("x-app-id"),
+            bank.log_request("request.rejected", ref=None, app_id=headers.get("x-app-id"),
                        detail={"method": method, "path": path, "code": err.code})
             await send_json(send, err.entry.http, err.as_dict())
             return
@@ -136,7 +138,7 @@ class BankApiMiddleware:
             body_out = injected.as_dict()
             if serial:
                 body_out["request_serial"] = serial
-            bank.event("request", app_id=platform.app_id, ref=serial,
+            bank.log_request("request", app_id=platform.app_id, ref=serial,
                        detail={**detail, "status": injected.entry.http, "code": injected.code})
             await send_json(send, injected.entry.http, body_out)
             return
@@ -156,8 +158,8 @@ class BankApiMiddleware:
             captured.append(message)
 
         await self.app(scope, replay, capture)
-        status, code = _status_and_code(captured)
-        bank.event("request", app_id=platform.app_id, ref=serial,
+        status, code = _status_and_code(captured, scope["state"].get("bank_code"))
+        bank.log_request("request", app_id=platform.app_id, ref=serial,
                    detail={**detail, "status": status, "code": code})
         if decision.lose_response:
             # The bank has committed; the platform never hears. Starting a response that
@@ -203,8 +205,10 @@ def _json_fields(body: bytes) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _status_and_code(messages: list[Message]) -> tuple[int, str | None]:
+def _status_and_code(messages: list[Message], known: str | None) -> tuple[int, str | None]:
     status = next((m["status"] for m in messages if m["type"] == "http.response.start"), 500)
+    if known is not None:  # the route said which code it answered: no need to parse
+        return status, known
     payload = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
     code = _json_fields(payload).get("code")
     return status, code if isinstance(code, str) else None

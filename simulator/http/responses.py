@@ -32,9 +32,11 @@ def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | N
                     media_type="application/json", headers=headers)
 
 
-def answer_response(answer: Answer) -> Response:
+def answer_response(answer: Answer, request: Request | None = None) -> Response:
     # Tells a platform that this is the stored answer to an earlier request, not a new one.
     headers = {"X-Idempotent-Replay": "true"} if answer.replayed else None
+    if request is not None:  # lets the middleware log the code without parsing the body
+        request.state.bank_code = answer.body.get("code")
     return json_response(answer.status, answer.body, headers)
 
 
