@@ -25,7 +25,7 @@ from typing import TextIO
 import uvicorn
 
 from simulator.bank import Bank
-from simulator.config import Profile, load_profile
+from simulator.config import load_profile
 from simulator.http.app import create_app
 from simulator.http.middleware import DroppedResponseFilter
 
@@ -69,7 +69,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def build_bank(options: ServeOptions) -> tuple[Bank, Profile]:
+def build_bank(options: ServeOptions) -> Bank:
     profile = load_profile(options.profile_path)
     if options.clock_mode:
         profile = profile.model_copy(
@@ -81,8 +81,7 @@ def build_bank(options: ServeOptions) -> tuple[Bank, Profile]:
     # An explicit profile or clock mode wins over what the state last ran with; otherwise
     # a restart keeps runtime profile changes.
     explicit = options.profile_path is not None or options.clock_mode is not None
-    bank = Bank(profile, state_dir, prefer_stored_profile=not explicit, group_commit=True)
-    return bank, bank.profile
+    return Bank(profile, state_dir, prefer_stored_profile=not explicit, group_commit=True)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -128,7 +127,7 @@ async def serve(options: ServeOptions, out: TextIO = sys.stdout) -> None:
         raise StartupError(
             f"refusing to listen on {options.host} without --admin-token: the control API "
             "could reset or rewrite the bank from the network")
-    bank, _ = build_bank(options)
+    bank = build_bank(options)
     try:
         sock = _bind(options.host, options.http_port)
         port = sock.getsockname()[1]

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from contracts.money import format_fen
+from simulator.clock import from_us
 from simulator.config import BankPolicy, IdentityMatch
 from simulator.domain import identity
 from simulator.domain.ledger import Ledger, OutflowLimits
@@ -26,7 +28,6 @@ from simulator.errors import (
     AccountClosed,
     BadAccountStatus,
     BalanceNotZero,
-    BankError,
     NoSuchAccount,
     TooManyAccounts,
     error_for_code,
@@ -121,9 +122,6 @@ class Accounts:
     @staticmethod
     def view(row: dict[str, Any]) -> dict[str, Any]:
         """The account as the API shows it."""
-        from contracts.money import format_fen
-        from simulator.clock import from_us
-
         return {
             "account_no": row["account_no"],
             "account_class": "III" if row["kind"] == "CLASS_III" else row["kind"],
@@ -138,8 +136,6 @@ class Accounts:
         }
 
     def limits(self, account_no: str, policy: BankPolicy, business_date: date) -> dict[str, Any]:
-        from contracts.money import format_fen
-
         day_used, year_used = self.ledger.outflow_used(account_no, business_date)
         limits = self.outflow_limits(policy)
         return {
@@ -207,5 +203,3 @@ class Accounts:
         params.append(limit)
         return [self.get(r["account_no"]) for r in self.store.all(sql, params)]
 
-
-__all__ = ["Accounts", "BankError", "OpeningRequest", "mask_card"]

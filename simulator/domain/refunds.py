@@ -12,6 +12,7 @@ from datetime import date
 from typing import Any
 
 from contracts.money import format_fen
+from simulator.clock import from_us
 from simulator.domain.accounts import Accounts, mask_card
 from simulator.domain.ledger import CLEARING_ACCOUNT, Ledger, Leg, OutflowLimits
 from simulator.errors import (
@@ -66,8 +67,6 @@ class Refunds:
         return self.get(app_id, serial)
 
     def get(self, app_id: str, serial: str) -> dict[str, Any]:
-        from simulator.clock import from_us
-
         row = self.store.one(
             "SELECT r.*, t.business_date FROM refunds r JOIN txns t ON t.id = r.txn_id "
             "WHERE r.app_id = ? AND r.serial = ?", (app_id, serial))
