@@ -13,10 +13,11 @@ so key order and whitespace do not make a retry a conflict.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from simulator.errors import BankError, SerialConflict, SerialNotFound
 from simulator.store import Store
@@ -30,9 +31,8 @@ class Answer:
 
 
 def fingerprint(operation: str, payload: dict[str, Any]) -> str:
-    canonical = json.dumps([operation, payload], sort_keys=True, ensure_ascii=False,
-                           separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    canonical = orjson.dumps([operation, payload], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def error_answer(err: BankError, serial: str | None) -> Answer:
@@ -59,7 +59,7 @@ class Idempotency:
                     return error_answer(SerialConflict(
                         f"serial {serial} was used for a different {row['operation']} request"),
                         serial)
-                return Answer(row["status_code"], json.loads(row["response"]), replayed=True)
+                return Answer(row["status_code"], orjson.loads(row["response"]), replayed=True)
             try:
                 # A savepoint: a business rejection rolls back its partial effects while
                 # the rejection itself is still stored below.
@@ -75,7 +75,7 @@ class Idempotency:
                 "INSERT INTO idempotency(app_id, serial, operation, fingerprint, status_code, "
                 "response, created_us) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (app_id, serial, operation, fp, answer.status,
-                 json.dumps(answer.body, ensure_ascii=False), now_us))
+                 orjson.dumps(answer.body).decode(), now_us))
             return answer
 
     def original(self, app_id: str, serial: str, operation: str) -> Answer:
@@ -85,4 +85,4 @@ class Idempotency:
             "WHERE app_id = ? AND serial = ? AND operation = ?", (app_id, serial, operation))
         if row is None:
             raise SerialNotFound(f"no {operation} request with serial {serial}")
-        return Answer(row["status_code"], json.loads(row["response"]), replayed=True)
+        return Answer(row["status_code"], orjson.loads(row["response"]), replayed=True)

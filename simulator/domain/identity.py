@@ -195,18 +195,16 @@ _CARD_MIN, _CARD_MAX = 16, 19
 _MOBILE_RE = re.compile(r"1[3-9][0-9]{9}")
 
 
+_LUHN_DOUBLED = {str(d): (2 * d - 9 if 2 * d > 9 else 2 * d) for d in range(10)}
+
+
 def luhn_check_digit(payload: str) -> str:
     if not _DIGITS_RE.fullmatch(payload):
         raise ValueError("Luhn payload must be ASCII digits")
-    total = 0
-    # The digit next to the (future) check digit is the first one doubled.
-    for i, ch in enumerate(reversed(payload)):
-        d = int(ch)
-        if i % 2 == 0:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
+    # The digit next to the (future) check digit is the first one doubled. Table-driven:
+    # this runs twice per account opening.
+    digits = payload[::-1]
+    total = sum(_LUHN_DOUBLED[c] for c in digits[0::2]) + sum(map(int, digits[1::2]))
     return str((10 - total % 10) % 10)
 
 

@@ -10,10 +10,10 @@ the route committed, and because it sits on the hot path of every request.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from simulator.bank import Bank
@@ -28,7 +28,7 @@ _JSON = [(b"content-type", b"application/json")]
 
 async def send_json(send: Send, status: int, body: dict[str, Any],
                     extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    payload = json.dumps(body, ensure_ascii=False).encode()
+    payload = orjson.dumps(body)
     headers = [*_JSON, (b"content-length", str(len(payload)).encode()), *(extra_headers or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
@@ -143,8 +143,8 @@ class BankApiMiddleware:
             await send_json(send, injected.entry.http, body_out)
             return
 
-        scope.setdefault("state", {})["app_id"] = platform.app_id
-        captured: list[Message] = []
+        state = scope.setdefault("state", {})
+        state["app_id"] = platform.app_id
         delivered = False
 
         async def replay() -> Message:
@@ -154,13 +154,28 @@ class BankApiMiddleware:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
+        def log_answer(status: int) -> None:
+            # Every bank-API response (routes and error handlers) leaves its code in the
+            # request state, so the timeline needs no second parse of the body.
+            bank.log_request("request", app_id=platform.app_id, ref=serial,
+                             detail={**detail, "status": status, "code": state.get("bank_code")})
+
+        if not (decision.lose_response or decision.hold_ms):
+            async def forward(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    log_answer(message["status"])  # before send: it joins the same flush
+                await send(message)
+
+            await self.app(scope, replay, forward)
+            return
+
+        captured: list[Message] = []
+
         async def capture(message: Message) -> None:
             captured.append(message)
 
         await self.app(scope, replay, capture)
-        status, code = _status_and_code(captured, scope["state"].get("bank_code"))
-        bank.log_request("request", app_id=platform.app_id, ref=serial,
-                   detail={**detail, "status": status, "code": code})
+        log_answer(next((m["status"] for m in captured if m["type"] == "http.response.start"), 500))
         if decision.lose_response:
             # The bank has committed; the platform never hears. Starting a response that
             # declares a body and then returning makes the server close the connection
@@ -199,16 +214,7 @@ class DroppedResponseFilter(logging.Filter):
 
 def _json_fields(body: bytes) -> dict[str, Any]:
     try:
-        value = json.loads(body)
-    except ValueError:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
         return {}
     return value if isinstance(value, dict) else {}
-
-
-def _status_and_code(messages: list[Message], known: str | None) -> tuple[int, str | None]:
-    status = next((m["status"] for m in messages if m["type"] == "http.response.start"), 500)
-    if known is not None:  # the route said which code it answered: no need to parse
-        return status, known
-    payload = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
-    code = _json_fields(payload).get("code")
-    return status, code if isinstance(code, str) else None

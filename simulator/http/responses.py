@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -28,20 +28,26 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(body, ensure_ascii=False), status_code=status,
+    return Response(orjson.dumps(body), status_code=status,
                     media_type="application/json", headers=headers)
 
 
 def answer_response(answer: Answer, request: Request | None = None) -> Response:
     # Tells a platform that this is the stored answer to an earlier request, not a new one.
     headers = {"X-Idempotent-Replay": "true"} if answer.replayed else None
-    if request is not None:  # lets the middleware log the code without parsing the body
-        request.state.bank_code = answer.body.get("code")
+    if request is not None:
+        _note_code(request, str(answer.body.get("code")))
     return json_response(answer.status, answer.body, headers)
+
+
+def _note_code(request: Request, code: str) -> None:
+    # Read by the middleware for the request's timeline entry.
+    request.state.bank_code = code
 
 
 async def bank_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BankError)
+    _note_code(request, exc.code)
     return json_response(exc.entry.http, exc.as_dict())
 
 
@@ -55,8 +61,10 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     cls = _HTTP_STATUS_ERRORS.get(exc.status_code)
     if cls is None:
+        _note_code(request, "9000")
         return json_response(exc.status_code, {"code": "9000", "message": str(exc.detail)})
     err = cls(str(exc.detail))
+    _note_code(request, err.code)
     return json_response(exc.status_code, err.as_dict(), dict(exc.headers or {}))
 
 
@@ -67,4 +75,5 @@ async def validation_error_handler(request: Request, exc: Exception) -> Response
         for err in exc.errors()
     )
     err = MalformedRequest(problems[:1000])
+    _note_code(request, err.code)
     return json_response(err.entry.http, err.as_dict())
