@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from simulator.bank import Bank
 from simulator.errors import BankError
 from simulator.http.admin_routes import build_admin_app
-from simulator.http.bank_routes import build_router
+from simulator.http.bank_routes import add_bank_routes
 from simulator.http.middleware import BankApiMiddleware
 from simulator.http.responses import (
     bank_error_handler,
@@ -38,7 +38,7 @@ def create_app(bank: Bank, *, admin_token: str | None = None,
     app.add_exception_handler(BankError, bank_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
-    app.include_router(build_router(bank))
+    add_bank_routes(app, bank)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, Any]:
