@@ -132,6 +132,14 @@ class SecuritySettings(_Model):
     max_body_bytes: int = Field(default=65_536, ge=1024)
 
 
+class SftpUser(_Model):
+    """A platform's SFTP login: password and/or OpenSSH public keys (authorized_keys lines)."""
+
+    username: str = Field(pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")
+    password: str | None = Field(default=None, min_length=8)
+    authorized_keys: list[str] = []
+
+
 class Platform(_Model):
     app_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     secret: str = Field(min_length=8)
@@ -139,6 +147,9 @@ class Platform(_Model):
     supervision_account: str = Field(pattern=r"^[0-9]{10,32}$")
     settlement_account: str = Field(pattern=r"^[0-9]{10,32}$")
     supervision_opening_balance: Fen = 0
+    sftp: SftpUser | None = None
+    # Merchant code used in batch file names (DF_<merchant>_<yyyymmdd>_<batch>.txt).
+    merchant: str = Field(default="", pattern=r"^[A-Z0-9]{0,16}$")
 
 
 class FaultMatch(_Model):
@@ -224,6 +235,26 @@ class HttpFaults(_Model):
     rates: FaultRates = FaultRates()
 
 
+class SftpSettings(_Model):
+    max_upload_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
+    # Login refusals and dropped connections at a seeded rate (file-level faults).
+    refuse_login_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    drop_upload_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+class ImageSettings(_Model):
+    max_bytes: int = Field(default=5 * 1024 * 1024, ge=1)
+    min_bytes: int = Field(default=1024, ge=1, description="smaller images are unreadable")
+    review_delay: str = "30m"
+
+
+class BatchSettings(_Model):
+    # Delays on the virtual clock: from intake to processing, and from processing to the
+    # return file (this bank answers within the platform's 20-minute polling rhythm).
+    processing_delay: str = "10m"
+    return_delay: str = "15m"
+
+
 class Profile(_Model):
     seed: int = 20260105
     bank: BankPolicy = BankPolicy()
@@ -231,6 +262,9 @@ class Profile(_Model):
     security: SecuritySettings = SecuritySettings()
     platforms: list[Platform]
     http_faults: HttpFaults = HttpFaults()
+    sftp: SftpSettings = SftpSettings()
+    images: ImageSettings = ImageSettings()
+    batches: BatchSettings = BatchSettings()
 
     @field_validator("platforms")
     @classmethod
@@ -243,6 +277,9 @@ class Profile(_Model):
         numbers = [n for p in value for n in (p.supervision_account, p.settlement_account)]
         if len(set(numbers)) != len(numbers):
             raise ValueError("platform account numbers must be unique")
+        users = [p.sftp.username for p in value if p.sftp is not None]
+        if len(set(users)) != len(users):
+            raise ValueError("SFTP usernames must be unique")
         return value
 
     def platform(self, app_id: str) -> Platform | None:

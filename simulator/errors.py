@@ -3,7 +3,8 @@
     BankError                       root; ``code`` names the row of the code table
     ├── RequestError (1xxx)         signature, replay, malformed input, serial conflicts
     ├── OpeningError (2xxx)         identity elements and the bank's opening policy
-    └── AccountError (3xxx)         account state, limits and money
+    ├── AccountError (3xxx)         account state, limits and money
+    └── FileRejected (4xxx)         a whole batch file refused, written as a rejection file
 
 The domain raises these; only the adapters (HTTP now, SFTP and batch files later) turn
 them into a status code, an SFTP status or a file-level rejection. Messages live in the
@@ -194,6 +195,68 @@ class ImagesNotApproved(AccountError):
 
 class AmountInvalid(AccountError):
     code = "3062"
+
+
+class FileRejected(BankError):
+    """A whole file refused; ``line`` is the 1-based line at fault when there is one."""
+
+    code = "4002"
+
+    def __init__(self, detail: str | None = None, *, line: int | None = None) -> None:
+        super().__init__(detail, line=line)
+        self.line = line
+
+
+class FileEncoding(FileRejected):
+    code = "4001"
+
+
+class FileStructure(FileRejected):
+    code = "4002"
+
+
+class FileCountMismatch(FileRejected):
+    code = "4003"
+
+
+class FileTotalMismatch(FileRejected):
+    code = "4004"
+
+
+class FileDuplicateBatch(FileRejected):
+    code = "4005"
+
+
+class FileDuplicateSerial(FileRejected):
+    code = "4006"
+
+
+class FileBadAmount(FileRejected):
+    code = "4007"
+
+
+class FileUnknownKind(FileRejected):
+    code = "4008"
+
+
+class FileBusinessDate(FileRejected):
+    code = "4009"
+
+
+class FileEmpty(FileRejected):
+    code = "4010"
+
+
+class FileTooLarge(FileRejected):
+    code = "4011"
+
+
+class FileBadAccount(FileRejected):
+    code = "4012"
+
+
+class FileBadField(FileRejected):
+    code = "4013"
 
 
 class InternalError(BankError):
