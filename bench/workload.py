@@ -107,7 +107,7 @@ def banksim_exe() -> Path:
 
 
 def banksim_argv(port: int) -> list[str]:
-    return [str(banksim_exe()), "serve", "--host", "127.0.0.1", "--http-port", str(port),
+    return [str(banksim_exe()), "serve", "--host", "127.0.0.1", "--http-port", str(port), "--sftp-port", "0",
             "--ephemeral", "--clock", "manual"]
 
 

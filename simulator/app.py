@@ -1,8 +1,8 @@
-"""Wiring: one Bank, the HTTP server and the clock's ticker in one process and event loop.
+"""Wiring: one Bank, the HTTP and SFTP servers and the clock's ticker in one event loop.
 
 Example::
 
-    options = ServeOptions(http_port=0, ephemeral=True)
+    options = ServeOptions(http_port=0, sftp_port=0, ephemeral=True)
     asyncio.run(serve(options))          # what `banksim serve --ephemeral` does
 """
 
@@ -21,16 +21,20 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import Any, TextIO
 
+import asyncssh
 import uvicorn
 
 from simulator.bank import Bank
 from simulator.config import load_profile
 from simulator.http.app import create_app
 from simulator.http.middleware import DroppedResponseFilter
+from simulator.sftp import FileSink
+from simulator.sftp.server import start_sftp_server, stop_sftp_server
 
 DEFAULT_HTTP_PORT = 8600
+DEFAULT_SFTP_PORT = 2222
 DEFAULT_STATE_DIR = Path(".banksim")
 log = logging.getLogger("banksim")
 
@@ -53,6 +57,7 @@ class StartupError(RuntimeError):
 class ServeOptions:
     host: str = "127.0.0.1"
     http_port: int = DEFAULT_HTTP_PORT
+    sftp_port: int = DEFAULT_SFTP_PORT  # 0 picks a free port, -1 disables SFTP
     profile_path: Path | None = None
     state_dir: Path | None = None
     ephemeral: bool = False
@@ -85,6 +90,28 @@ def build_bank(options: ServeOptions) -> Bank:
     return Bank(profile, state_dir, prefer_stored_profile=not explicit, group_commit=True)
 
 
+class _CallSink:
+    """A ``file_complete`` callable as a :class:`FileSink`."""
+
+    def __init__(self, handler: Any) -> None:
+        self._handler = handler
+
+    def file_complete(self, app_id: str, area: str, name: str, path: Path) -> None:
+        self._handler(app_id, area, name, path)
+
+
+class LoggingSink:
+    """Only logs completed uploads (for a Bank that does not take files)."""
+
+    def file_complete(self, app_id: str, area: str, name: str, path: Path) -> None:
+        log.info("SFTP upload complete: %s %s/%s at %s", app_id, area, name, path)
+
+
+def file_sink(bank: Bank) -> FileSink:
+    handler = getattr(bank, "file_complete", None)
+    return _CallSink(handler) if callable(handler) else LoggingSink()
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -109,17 +136,23 @@ async def _tick(bank: Bank) -> None:
             bank.flush()
 
 
-def banner(bank: Bank, http_url: str, out: TextIO) -> None:
+def banner(bank: Bank, http_url: str, out: TextIO, sftp_url: str | None = None) -> None:
     clock = bank.clock_view()
     print(f"banksim: {bank.profile.bank.name} listening", file=out)
     print(f"  HTTP      {http_url}   (API docs {http_url}/docs, control {http_url}/_admin/docs)",
           file=out)
+    if sftp_url:
+        print(f"  SFTP      {sftp_url}   (/upload/images, /upload/batches, /download/...)",
+              file=out)
     print(f"  state     {bank.state_dir or 'in memory'}", file=out)
     print(f"  clock     {clock['now']} ({clock['mode']}, business date {clock['business_date']})",
           file=out)
     for p in bank.profile.platforms:
         print(f"  platform  app_id={p.app_id} secret={p.secret}  98 account {p.supervision_account}"
               f"  settlement {p.settlement_account}", file=out)
+        if sftp_url and p.sftp is not None:
+            login = f"password={p.sftp.password}" if p.sftp.password else "public key only"
+            print(f"  sftp user app_id={p.app_id} username={p.sftp.username} {login}", file=out)
     out.flush()
 
 
@@ -129,9 +162,23 @@ async def serve(options: ServeOptions, out: TextIO = sys.stdout) -> None:
             f"refusing to listen on {options.host} without --admin-token: the control API "
             "could reset or rewrite the bank from the network")
     bank = build_bank(options)
+    sftp: asyncssh.SSHAcceptor | None = None
     try:
         sock = _bind(options.host, options.http_port)
         port = sock.getsockname()[1]
+        if options.sftp_port >= 0:
+            try:
+                sftp = await start_sftp_server(bank, options.host, options.sftp_port,
+                                               file_sink(bank))
+            except OSError as exc:
+                sock.close()
+                raise StartupError(f"cannot listen on {options.host}:{options.sftp_port} "
+                                   f"for SFTP: {exc.strerror or exc}") from None
+            except asyncssh.KeyImportError as exc:
+                sock.close()
+                raise StartupError(f"cannot read the SFTP host key in {bank.state_dir}: {exc}; "
+                                   "delete it to have a new one generated") from None
+        sftp_port = sftp.get_port() if sftp is not None else None
         app = create_app(bank, admin_token=options.admin_token)
         config = uvicorn.Config(app, loop="none", http="httptools", lifespan="off",
                                 access_log=False, log_level="warning")
@@ -139,6 +186,7 @@ async def serve(options: ServeOptions, out: TextIO = sys.stdout) -> None:
         server = _Server(config)
         host = f"[{options.host}]" if ":" in options.host else options.host
         http_url = f"http://{host}:{port}"
+        sftp_url = f"sftp://{host}:{sftp_port}" if sftp_port is not None else None
         ticker = asyncio.create_task(_tick(bank))
         serving = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started and not serving.done():
@@ -150,14 +198,17 @@ async def serve(options: ServeOptions, out: TextIO = sys.stdout) -> None:
             gc.collect()
             gc.freeze()
             gc.set_threshold(50_000, 20, 20)
-            banner(bank, http_url, out)
+            banner(bank, http_url, out, sftp_url)
             if options.port_file:
-                options.port_file.write_text(json.dumps({"http": port, "url": http_url}))
+                options.port_file.write_text(json.dumps({"http": port, "url": http_url,
+                                                         "sftp": sftp_port}))
         await serving
         ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await ticker
     finally:
+        if sftp is not None:
+            await stop_sftp_server(sftp)
         if options.ephemeral:
             bank.destroy()
         else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import time as _time
 from collections.abc import Callable
 from datetime import datetime
@@ -31,6 +32,8 @@ from simulator.domain.ledger import CLEARING_ACCOUNT, Ledger, Leg
 from simulator.domain.refunds import Refunds
 from simulator.errors import AccountClosed, AmountInvalid, BankError
 from simulator.events import list_events, record_event, record_events
+from simulator.filedesk import FileDesk
+from simulator.outbox import Outbox
 from simulator.scheduler import Scheduler
 from simulator.store import DB_FILENAME, Store
 
@@ -94,6 +97,14 @@ class Bank:
         self.accounts = Accounts(self.store, self.ledger)
         self.refunds = Refunds(self.store, self.ledger, self.accounts)
         self.idempotency = Idempotency(self.store)
+        # Platforms' SFTP trees: under the state directory, or a temp dir for a bank whose
+        # state is in memory (removed by destroy()).
+        if self.state_dir is not None:
+            self.files_root = self.state_dir / "sftp"
+        else:
+            self.files_root = Path(tempfile.mkdtemp(prefix="banksim-files-"))
+        self.outbox = Outbox(self.files_root)
+        self.files = FileDesk(self)
         self._apply_profile(profile)
 
     def _apply_profile(self, profile: Profile) -> None:
@@ -122,6 +133,9 @@ class Bank:
                             legs=[Leg(CLEARING_ACCOUNT, -p.supervision_opening_balance),
                                   Leg(number, p.supervision_opening_balance)])
             self.store.set_kv(_PROFILE_KEY, json.dumps(profile.as_dict(), ensure_ascii=False))
+            for p in profile.platforms:
+                self.outbox.jail(p.app_id)
+            self.files.schedule_statements()
         self.flush()
 
     def flush(self) -> None:
@@ -145,6 +159,7 @@ class Bank:
         self._attempts.clear()
         self._request_log.clear()
         self.store.close()
+        shutil.rmtree(self.files_root, ignore_errors=True)
         if self.state_dir is not None:
             for suffix in ("", "-wal", "-shm"):
                 (self.state_dir / (DB_FILENAME + suffix)).unlink(missing_ok=True)
@@ -157,8 +172,13 @@ class Bank:
     def destroy(self) -> None:
         """Close and delete the state directory (ephemeral servers)."""
         self.close()
+        shutil.rmtree(self.files_root, ignore_errors=True)
         if self.state_dir is not None:
             shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def file_complete(self, app_id: str, area: str, name: str, path: Path) -> dict[str, Any]:
+        """A completed upload (``area`` images or batches); see :mod:`simulator.filedesk`."""
+        return self.files.file_complete(app_id, area, name, path)
 
     def next_attempt(self, app_id: str, operation: str, serial: str) -> int:
         key = (app_id, operation, serial)
@@ -273,6 +293,16 @@ class Bank:
         with self.store.transaction():
             return self.accounts.set_frozen(account_no, frozen, app_id=None,
                                             now_us=self.clock.now_us(), reason=reason)
+
+    def set_agreement(self, account_no: str, active: bool) -> dict[str, Any]:
+        """Grant or revoke the account's withholding agreement (代扣协议)."""
+        with self.store.transaction():
+            row = self.accounts.row(account_no)
+            self.store.execute("UPDATE accounts SET withholding_agreement = ? WHERE account_no = ?",
+                               (int(active), account_no))
+            record_event(self.store, self.clock.now_us(), "account.agreement", app_id=row["app_id"],
+                         ref=account_no, detail={"active": active})
+        return {**self.accounts.get(account_no), "withholding_agreement": active}
 
     def admin_activate(self, account_no: str) -> dict[str, Any]:
         with self.store.transaction():

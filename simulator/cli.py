@@ -1,7 +1,7 @@
 """`banksim`: start the simulator, or talk to a running one.
 
     banksim serve [--profile FILE] [--state-dir DIR | --ephemeral] [--http-port N]
-                  [--clock MODE] [--host H] [--admin-token T]
+                  [--sftp-port N] [--clock MODE] [--host H] [--admin-token T]
     banksim clock show | advance DURATION | advance --to TIME | next-day [--at HH:MM] | mode M
     banksim accounts [--kind CLASS_III]
     banksim invariants
@@ -23,14 +23,21 @@ from typing import Any
 
 import httpx
 
-from simulator.app import DEFAULT_HTTP_PORT, ServeOptions, StartupError, run
+from simulator.app import DEFAULT_HTTP_PORT, DEFAULT_SFTP_PORT, ServeOptions, StartupError, run
 from simulator.clock import from_us
 from simulator.config import ProfileError, default_profile_text
 
 
+def _sftp_port(args: argparse.Namespace) -> int:
+    # Who asks for a free HTTP port (tests, parallel runs) wants a free SFTP port too.
+    if args.sftp_port is not None:
+        return int(args.sftp_port)
+    return 0 if args.http_port == 0 else DEFAULT_SFTP_PORT
+
+
 def _serve(args: argparse.Namespace) -> int:
     options = ServeOptions(
-        host=args.host, http_port=args.http_port, profile_path=args.profile,
+        host=args.host, http_port=args.http_port, sftp_port=_sftp_port(args), profile_path=args.profile,
         state_dir=args.state_dir, ephemeral=args.ephemeral, clock_mode=args.clock,
         admin_token=args.admin_token or os.environ.get("BANKSIM_ADMIN_TOKEN"),
         port_file=args.port_file)
@@ -131,6 +138,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--ephemeral", action="store_true", help="state in a temp dir, deleted at exit")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT, help="0 picks a free port")
+    s.add_argument("--sftp-port", type=int, default=None,
+                   help=f"0 picks a free port, -1 disables SFTP (default {DEFAULT_SFTP_PORT}, "
+                        "or a free port when --http-port is 0)")
     s.add_argument("--clock", help="manual | realtime | accelerated:N (overrides the profile)")
     s.add_argument("--admin-token", help="require X-Admin-Token on /_admin (needed off loopback)")
     s.add_argument("--port-file", type=Path, help="write the bound ports as JSON here when ready")

@@ -22,10 +22,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+)
 
 from contracts.codes import CODES
-from contracts.money import AmountFormatError, parse_yuan
+from contracts.money import AmountFormatError, format_fen, parse_yuan
 
 
 class ProfileError(ValueError):
@@ -43,8 +51,9 @@ def _to_fen(value: Any) -> int:
         raise ValueError(str(exc)) from None
 
 
-# Money fields accept "2000.00" (or a whole number of yuan) and hold integer fen.
-Fen = Annotated[int, BeforeValidator(_to_fen)]
+# Money fields accept "2000.00" (or a whole number of yuan), hold integer fen, and dump
+# back to the yuan string, so a profile survives a round trip through JSON unchanged.
+Fen = Annotated[int, BeforeValidator(_to_fen), PlainSerializer(format_fen, when_used="json")]
 
 
 class _Model(BaseModel):
@@ -248,11 +257,111 @@ class ImageSettings(_Model):
     review_delay: str = "30m"
 
 
+class RecordMatch(_Model):
+    """What a record outcome rule looks at; regexes must match the whole value."""
+
+    kind: Literal["DF", "DK"] | None = None
+    batch_no: str | None = None
+    serial: str | None = None
+    account_no: str | None = None
+    account_name: str | None = None
+    amount: Fen | None = None
+    amount_min: Fen | None = None
+    amount_max: Fen | None = None
+    amount_cents: str | None = Field(default=None, pattern=r"^[0-9]{2}$")
+    position: int | None = Field(default=None, ge=1, description="the record's seq in its file")
+
+    _regexes = field_validator("batch_no", "serial", "account_no", "account_name")(
+        classmethod(lambda cls, v: _check_regex(v))
+    )
+
+
+class RecordAction(_Model):
+    fail: str
+    reason: str | None = None
+
+    @field_validator("fail")
+    @classmethod
+    def _record_code(cls, value: str) -> str:
+        if value not in CODES or not value.startswith("3"):
+            raise ValueError(f"fail must be a record code (3xxx) of the code table, not {value!r}")
+        return value
+
+
+class RecordRule(_Model):
+    name: str = ""
+    match: RecordMatch = RecordMatch()
+    not_: RecordMatch | None = Field(default=None, alias="not")
+    action: RecordAction
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class FileFaultAction(_Model):
+    late: str | None = Field(default=None, description="extra delay before the return file")
+    never: bool = False
+    twice: bool = False
+    truncated: bool = False
+    missing_records: int = Field(default=0, ge=0)
+    unexpected_name: bool = False
+
+
+class FileFaultMatch(_Model):
+    kind: Literal["DF", "DK"] | None = None
+    batch_no: str | None = None
+
+    _regexes = field_validator("batch_no")(classmethod(lambda cls, v: _check_regex(v)))
+
+
+class FileFaultRule(_Model):
+    name: str = ""
+    match: FileFaultMatch = FileFaultMatch()
+    action: FileFaultAction
+
+
+class FileFaultRates(_Model):
+    late: float = Field(default=0.0, ge=0.0, le=1.0)
+    late_by: str = "2h"
+    never: float = Field(default=0.0, ge=0.0, le=1.0)
+    twice: float = Field(default=0.0, ge=0.0, le=1.0)
+    truncated: float = Field(default=0.0, ge=0.0, le=1.0)
+    missing_records: float = Field(default=0.0, ge=0.0, le=1.0)
+    unexpected_name: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
 class BatchSettings(_Model):
     # Delays on the virtual clock: from intake to processing, and from processing to the
     # return file (this bank answers within the platform's 20-minute polling rhythm).
     processing_delay: str = "10m"
     return_delay: str = "15m"
+    max_file_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
+    # Record outcomes: these rules first (first match wins), then seeded rates per code,
+    # then the ledger (balance, status, limits) decides.
+    rules: list[RecordRule] = []
+    rates: dict[str, float] = {}
+    # Return-file faults: rules first, then seeded rates.
+    file_faults: list[FileFaultRule] = []
+    file_fault_rates: FileFaultRates = FileFaultRates()
+
+    @field_validator("rates")
+    @classmethod
+    def _rate_codes(cls, value: dict[str, float]) -> dict[str, float]:
+        for code, rate in value.items():
+            if code not in CODES or not code.startswith("3"):
+                raise ValueError(f"rates: {code!r} is not a record code (3xxx) of the code table")
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"rates: {code} rate must be between 0 and 1")
+        if sum(value.values()) > 1.0:
+            raise ValueError("rates: the rates add up to more than 1")
+        return value
+
+    @field_validator("processing_delay", "return_delay")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        from simulator.clock import parse_duration
+
+        parse_duration(value)
+        return value
 
 
 class Profile(_Model):
@@ -287,16 +396,7 @@ class Profile(_Model):
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (money back in yuan strings) that loads into an equal profile."""
-        from contracts.money import format_fen
-
         data: dict[str, Any] = self.model_dump(mode="json", by_alias=True, exclude_none=True)
-        limits = data["bank"]["class_iii"]
-        for key in ("balance_cap", "daily_outflow", "annual_outflow"):
-            limits[key] = format_fen(limits[key])
-        for platform in data["platforms"]:
-            platform["supervision_opening_balance"] = format_fen(
-                platform["supervision_opening_balance"]
-            )
         return data
 
 

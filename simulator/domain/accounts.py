@@ -100,14 +100,15 @@ class Accounts:
             app_id=app_id, balance_cap_fen=policy.class_iii.balance_cap, status=status,
             id_number=clean.id_number, mobile=clean.mobile,
             bound_card_number=clean.bound_card_number, bound_card_kind=clean.bound_card_kind,
-            opening_serial=serial)
+            opening_serial=serial, image_status="WAIVED" if policy.open_active else "NONE")
         record_event(self.store, now_us, "account.opened", app_id=app_id, ref=account_no,
                      detail={"serial": serial, "status": status})
         return self.view({"account_no": account_no, "kind": "CLASS_III", "name": clean.name,
                           "status": status, "frozen": 0, "balance_fen": 0,
                           "bound_card_number": clean.bound_card_number,
                           "bound_card_kind": clean.bound_card_kind, "opened_us": now_us,
-                          "closed_us": None})
+                          "closed_us": None, "image_reason": None,
+                          "image_status": "WAIVED" if policy.open_active else "NONE"})
 
     def row(self, account_no: str, app_id: str | None = None) -> dict[str, Any]:
         """The account, visible only to its own platform when ``app_id`` is given."""
@@ -133,6 +134,8 @@ class Accounts:
             "bound_card_kind": row["bound_card_kind"],
             "opened_at": from_us(row["opened_us"]).isoformat(),
             "closed_at": from_us(row["closed_us"]).isoformat() if row["closed_us"] else None,
+            "image_status": row["image_status"],
+            "image_reason": row["image_reason"],
         }
 
     def limits(self, account_no: str, policy: BankPolicy, business_date: date) -> dict[str, Any]:
@@ -172,7 +175,8 @@ class Accounts:
         row = self.row(account_no)
         if row["status"] != "PENDING_IMAGES":
             raise BadAccountStatus(f"account {account_no} is {row['status']}, not PENDING_IMAGES")
-        self.store.execute("UPDATE accounts SET status = 'ACTIVE' WHERE account_no = ?", (account_no,))
+        self.store.execute("UPDATE accounts SET status = 'ACTIVE', image_status = 'APPROVED', "
+                           "image_reason = NULL WHERE account_no = ?", (account_no,))
         record_event(self.store, now_us, "account.activated", app_id=row["app_id"], ref=account_no,
                      detail={"reason": reason})
         return self.get(account_no)

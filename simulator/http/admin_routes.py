@@ -11,7 +11,7 @@ import hmac
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Query
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -19,7 +19,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from simulator.bank import Bank
 from simulator.clock import parse_datetime, parse_duration
 from simulator.config import ProfileError
-from simulator.errors import AdminTokenRequired, BankError, MalformedRequest
+from simulator.errors import (
+    AdminTokenRequired,
+    BankError,
+    FileTooLarge,
+    MalformedRequest,
+    NotFound,
+)
 from simulator.http.responses import (
     bank_error_handler,
     http_error_handler,
@@ -43,6 +49,10 @@ class ModeRequest(BaseModel):
 
 class FreezeRequest(BaseModel):
     reason: str = ""
+
+
+class AgreementRequest(BaseModel):
+    active: bool
 
 
 class DepositRequest(BaseModel):
@@ -160,6 +170,63 @@ def build_admin_app(bank: Bank, token: str | None) -> FastAPI:
                 summary="Money from outside the bank into an account (scenario set-up)")
     async def deposit(account_no: str, body: DepositRequest) -> dict[str, Any]:
         return bank.deposit(account_no, body.amount, body.memo)
+
+    @admin.post("/accounts/{account_no}/agreement",
+                summary="Grant or revoke the account's withholding agreement (代扣协议)")
+    async def agreement(account_no: str, body: AgreementRequest) -> dict[str, Any]:
+        return bank.set_agreement(account_no, body.active)
+
+    @admin.get("/batches", summary="Batches and their states")
+    async def batches(app_id: str | None = None) -> list[dict[str, Any]]:
+        return bank.files.batches(app_id)
+
+    @admin.get("/batches/{app_id}/{batch_no}",
+                summary="The expected-outcome manifest: every record's result and why")
+    async def manifest(app_id: str, batch_no: str) -> dict[str, Any]:
+        return bank.files.manifest(app_id, batch_no)
+
+    @admin.post("/batches/{app_id}/{batch_no}/process", summary="Process the batch now")
+    async def force_process(app_id: str, batch_no: str) -> dict[str, Any]:
+        return {"jobs_run": bank.files.force(app_id, batch_no, "process")}
+
+    @admin.post("/batches/{app_id}/{batch_no}/return", summary="Write the return file now")
+    async def force_return(app_id: str, batch_no: str) -> dict[str, Any]:
+        return {"jobs_run": bank.files.force(app_id, batch_no, "return")}
+
+    @admin.get("/rejections", summary="Files refused as a whole, with their rejection files")
+    async def rejections(app_id: str | None = None) -> list[dict[str, Any]]:
+        return bank.files.rejections(app_id)
+
+    @admin.get("/files/{app_id}", summary="The platform's SFTP tree: files by area")
+    async def files(app_id: str) -> dict[str, Any]:
+        if bank.profile.platform(app_id) is None:
+            raise NotFound(f"no platform {app_id}")
+        return bank.outbox.listing(app_id)
+
+    @admin.post("/files/{app_id}/{area}/{name}",
+                summary="Hand a file to the bank as if uploaded over SFTP (body: the bytes)")
+    async def upload(app_id: str, area: str, name: str, request: Request) -> dict[str, Any]:
+        if area not in ("images", "batches") or "/" in name or name.startswith("."):
+            raise MalformedRequest("area must be images or batches, name a plain file name")
+        if bank.profile.platform(app_id) is None:
+            raise NotFound(f"no platform {app_id}")
+        target = bank.outbox.jail(app_id) / "upload" / area / name
+        if target.exists():
+            raise MalformedRequest(f"{area}/{name} was already uploaded")
+        limit = bank.profile.sftp.max_upload_bytes
+        size = 0
+        # Streamed to disk under a temp name, like an SFTP upload: never held in memory.
+        partial = target.with_name(f".{name}.part")
+        with open(partial, "wb") as fh:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    fh.close()
+                    partial.unlink()
+                    raise FileTooLarge(f"upload exceeds {limit} bytes")
+                fh.write(chunk)
+        partial.rename(target)
+        return bank.file_complete(app_id, area, name, target)
 
     @admin.get("/invariants")
     async def invariants() -> dict[str, Any]:

@@ -68,6 +68,8 @@ class Account(BaseModel):
     bound_card_kind: str | None
     opened_at: str
     closed_at: str | None
+    image_status: Literal["NONE", "IN_REVIEW", "APPROVED", "REJECTED", "WAIVED"]
+    image_reason: str | None
 
 
 class AccountWithLimits(Account):

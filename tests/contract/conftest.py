@@ -77,7 +77,7 @@ def bank_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BankServer
     env = {k: v for k, v in os.environ.items() if not k.startswith("BANKSIM_")}
     env["TMPDIR"] = str(workdir)  # --ephemeral's state dir stays inside pytest's tmp dir
     command = [*_banksim_command(), "serve", "--ephemeral", "--host", "127.0.0.1",
-               "--http-port", "0", "--port-file", str(port_file)]
+               "--http-port", "0", "--sftp-port", "0", "--port-file", str(port_file)]
     with log.open("wb") as log_out:
         proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log_out,
                                 stderr=subprocess.STDOUT)

@@ -130,7 +130,7 @@ def start_server(workdir: Path, *, profile: Path | None = None, state_dir: Path 
     port_file = workdir / f"port-{tag}.json"
     log_path = workdir / f"server-{tag}.log"
     args = [sys.executable, "-m", "simulator.cli", "serve", "--host", "127.0.0.1",
-            "--http-port", "0", "--port-file", str(port_file)]
+            "--http-port", "0", "--sftp-port", "0", "--port-file", str(port_file)]
     args += ["--state-dir", str(state_dir)] if state_dir is not None else ["--ephemeral"]
     if profile is not None:
         args += ["--profile", str(profile)]

@@ -131,6 +131,7 @@ def test_open_account_answers_pending_images_with_a_valid_account_number(
         "status": "PENDING_IMAGES", "frozen": False, "balance": "0.00",
         "bound_card_number": card[:6] + "*" * (len(card) - 10) + card[-4:],
         "bound_card_kind": "DEBIT_I", "opened_at": START.isoformat(), "closed_at": None,
+        "image_status": "NONE", "image_reason": None,
     }
 
 
@@ -721,7 +722,8 @@ def test_clock_show(server: BankServer) -> None:
     assert admin_ok(server.admin.get("/clock")) == {
         "now": START.isoformat(), "business_date": "2026-01-05", "mode": "manual",
         "cutover": "00:00", "next_cutover": "2026-01-06T00:00:00+08:00",
-        "pending_jobs": 0, "next_job_due": None,
+        # The daily statement job is always pending, due at the next cutover.
+        "pending_jobs": 1, "next_job_due": "2026-01-06T00:00:00+08:00",
     }
 
 

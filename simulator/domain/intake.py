@@ -1,0 +1,162 @@
+"""Batch file intake: the whole file is validated before anything is accepted.
+
+Checks, in order: the name (kind, merchant, date, batch number), size (empty, too large),
+the encoding and structure of every line (the layout-driven codec), the header against
+the name and the platform (merchant, kind, business date, the account the batch moves
+money from or to), the batch number not used before by this platform (on any day),
+sequence numbers 1..n, no serial twice, and finally the header's count and total against
+the details. The records are streamed into the store as they are read (a 1,000,000-line
+file is never held in memory) inside one savepoint, so a file refused at its last line
+leaves nothing behind. A refused file raises a :class:`~simulator.errors.FileRejected`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from contracts.codec import FileFormatError, FileReader, identify, load_layout
+from simulator.config import Platform
+from simulator.errors import (
+    FileBadAccount,
+    FileBadField,
+    FileBusinessDate,
+    FileCountMismatch,
+    FileDuplicateBatch,
+    FileDuplicateSerial,
+    FileEmpty,
+    FileRejected,
+    FileStructure,
+    FileTooLarge,
+    FileTotalMismatch,
+    FileUnknownKind,
+    error_for_code,
+)
+from simulator.store import Store
+
+KIND_BY_LAYOUT = {"disbursement_request": "DF", "withholding_request": "DK"}
+_CHUNK = 5_000
+
+
+@dataclass(frozen=True)
+class Accepted:
+    kind: str
+    batch_no: str
+    business_date: date
+    record_count: int
+    total_fen: int
+
+
+def _as_date(value: Any) -> date:
+    if isinstance(value, date):
+        return value
+    text = str(value)
+    return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+
+
+def _codec_error(exc: FileFormatError) -> FileRejected:
+    err = error_for_code(exc.code, exc.detail)
+    assert isinstance(err, FileRejected)
+    err.line = exc.line
+    return err
+
+
+def name_parts(file_name: str) -> tuple[str, dict[str, Any]]:
+    found = identify(file_name)
+    if found is None:
+        raise FileUnknownKind(f"{file_name!r} is not DF_<merchant>_<yyyymmdd>_<batch>.txt "
+                              "or DK_<merchant>_<yyyymmdd>_<batch>.txt")
+    layout_name, parts = found
+    if layout_name not in KIND_BY_LAYOUT:
+        raise FileUnknownKind(f"{file_name!r} is a {layout_name} file, not a request")
+    return layout_name, parts
+
+
+def accept_file(store: Store, *, app_id: str, platform: Platform, file_name: str, path: Path,
+                max_bytes: int, business_date: date, now_us: int) -> Accepted:
+    """Validate ``path`` and store its batch and records, or raise FileRejected."""
+    layout_name, parts = name_parts(file_name)
+    kind = KIND_BY_LAYOUT[layout_name]
+    size = path.stat().st_size
+    if size == 0:
+        raise FileEmpty(f"{file_name} has no bytes")
+    if size > max_bytes:
+        raise FileTooLarge(f"{file_name} has {size} bytes, the limit is {max_bytes}")
+    with open(path, "rb") as fh, store.transaction():
+        try:
+            reader = FileReader(load_layout(layout_name), fh)
+            header = reader.header
+            _check_header(store, app_id, platform, kind, parts, header, business_date)
+            count, total = _store_records(store, app_id, str(header["batch_no"]), reader)
+        except FileFormatError as exc:
+            raise _codec_error(exc) from None
+        if count != header["record_count"]:
+            raise FileCountMismatch(f"header says {header['record_count']} records, "
+                                    f"the file has {count}", line=1)
+        if total != header["total_amount"]:
+            raise FileTotalMismatch(f"header total {header['total_amount']} fen, "
+                                    f"details sum to {total} fen", line=1)
+        batch_date = _as_date(header["business_date"])
+        store.execute(
+            "INSERT INTO batches(app_id, batch_no, kind, file_name, business_date, account_no, "
+            "record_count, total_fen, state, received_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'ACCEPTED', ?)",
+            (app_id, str(header["batch_no"]), kind, file_name, batch_date.isoformat(),
+             str(header["account_no"]), count, total, now_us))
+        return Accepted(kind, str(header["batch_no"]), batch_date, count, total)
+
+
+def _check_header(store: Store, app_id: str, platform: Platform, kind: str,
+                  parts: dict[str, Any], header: dict[str, Any], business_date: date) -> None:
+    batch_no = str(header["batch_no"])
+    if batch_no != str(parts["batch"]) or str(header["merchant"]) != str(parts["merchant"]):
+        raise FileStructure("header batch number or merchant differs from the file name", line=1)
+    if str(header["kind"]) != kind:
+        raise FileStructure(f"header kind {header['kind']} in a {kind} file", line=1)
+    if platform.merchant and str(header["merchant"]) != platform.merchant:
+        raise FileBadField(f"merchant {header['merchant']} is not this platform's "
+                           f"({platform.merchant})", line=1)
+    file_date = _as_date(header["business_date"])
+    if file_date != _as_date(parts["date"]):
+        raise FileBusinessDate("header business date differs from the file name", line=1)
+    # Today's business date, or yesterday's for a file prepared just before the cutover.
+    if file_date not in (business_date, business_date - timedelta(days=1)):
+        raise FileBusinessDate(f"business date {file_date} is not the bank's "
+                               f"{business_date} (or the day before)", line=1)
+    expected = platform.supervision_account if kind == "DF" else platform.settlement_account
+    if str(header["account_no"]) != expected:
+        role = "supervision (98)" if kind == "DF" else "settlement"
+        raise FileBadAccount(f"header account {header['account_no']} is not the platform's "
+                             f"{role} account", line=1)
+    if store.one("SELECT 1 FROM batches WHERE app_id = ? AND batch_no = ?", (app_id, batch_no)):
+        raise FileDuplicateBatch(f"batch {batch_no} was already accepted", line=1)
+
+
+def _store_records(store: Store, app_id: str, batch_no: str, reader: FileReader) -> tuple[int, int]:
+    count = total = 0
+    rows: list[tuple[Any, ...]] = []
+    for line_no, d in reader:
+        count += 1
+        if d["seq"] != count:
+            raise FileStructure(f"seq {d['seq']} where {count} was expected", line=line_no)
+        total += d["amount"]
+        rows.append((app_id, batch_no, count, str(d["serial"]), str(d["account_no"]),
+                     str(d["account_name"]), d["amount"], str(d.get("memo") or ""),
+                     d.get("agreement_no") or None))
+        if len(rows) >= _CHUNK:
+            _insert(store, rows, line_no)
+            rows = []
+    if rows:
+        _insert(store, rows, None)
+    return count, total
+
+
+def _insert(store: Store, rows: list[tuple[Any, ...]], line_no: int | None) -> None:
+    try:
+        store.conn.executemany(
+            "INSERT INTO batch_records(app_id, batch_no, seq, serial, account_no, account_name, "
+            "amount_fen, memo, agreement_no) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    except sqlite3.IntegrityError:
+        raise FileDuplicateSerial("a record serial appears twice in the file") from None

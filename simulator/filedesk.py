@@ -1,0 +1,261 @@
+"""The bank's file desk: completed uploads in, jobs on the clock, files out.
+
+A completed upload (the SFTP server calls :meth:`FileDesk.file_complete`) is an image or a
+batch file. A batch file is validated whole at once (:mod:`simulator.domain.intake`): a
+refused file gets a rejection file in ``download/returns`` straight away and moves no
+money; an accepted one is processed ``batches.processing_delay`` later by a job, and its
+return file written ``batches.return_delay`` after that by another, on the virtual
+clock. Statements are written by a job at every day cutover. Every job commits together
+with its effects, so each runs exactly once; the files they write are deterministic, so a
+job that runs again after a crash rewrites the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from contracts.money import format_fen
+from simulator.bankfiles import write_rejection, write_return, write_statement
+from simulator.clock import from_us, parse_duration
+from simulator.config import FileFaultAction
+from simulator.domain import images
+from simulator.domain.intake import accept_file
+from simulator.domain.outcomes import decide_file_fault
+from simulator.domain.processing import process_batch
+from simulator.errors import BankError, FileRejected, NotFound
+from simulator.events import record_event
+from simulator.scheduler import Job
+
+if TYPE_CHECKING:
+    from simulator.bank import Bank
+
+log = logging.getLogger("banksim.files")
+
+
+class FileDesk:
+    def __init__(self, bank: Bank) -> None:
+        self.bank = bank
+        s = bank.scheduler
+        s.register("batch.process", self._process)
+        s.register("batch.return", self._return)
+        s.register("image.review", self._review)
+        s.register("statement.daily", self._statements)
+
+    # -- uploads ------------------------------------------------------------------------
+
+    def file_complete(self, app_id: str, area: str, name: str, path: Path) -> dict[str, Any]:
+        """Take a completed upload; returns what the bank made of it (also on the timeline)."""
+        bank = self.bank
+        platform = bank.profile.platform(app_id)
+        if platform is None:
+            raise NotFound(f"no platform {app_id}")
+        now = bank.clock.now_us()
+        if area == "images":
+            outcome = self._image(app_id, name, path, now)
+        elif area == "batches":
+            outcome = self._batch(app_id, name, path, now)
+        else:
+            raise NotFound(f"no upload area {area!r}")
+        # Jobs due now (none in the normal flow) run at once, like the bank's own desk.
+        bank.scheduler.run_due()
+        bank.flush()
+        return outcome
+
+    def _image(self, app_id: str, name: str, path: Path, now: int) -> dict[str, Any]:
+        bank = self.bank
+        settings = bank.profile.images
+        try:
+            with bank.store.transaction():
+                got = images.receive_image(bank.store, app_id=app_id, file_name=name, path=path,
+                                           max_bytes=settings.max_bytes, now_us=now)
+                if got.first_for_review:
+                    due = bank.clock.now() + parse_duration(settings.review_delay)
+                    bank.scheduler.schedule("image.review", due, {"account_no": got.account_no},
+                                            dedupe_key=f"review:{got.account_no}:{now}")
+            return {"accepted": True, "account_no": got.account_no, "side": got.side}
+        except BankError as err:
+            with bank.store.transaction():
+                m = images.NAME.match(name)
+                if m and bank.store.one("SELECT 1 FROM accounts WHERE account_no = ? AND app_id = ?",
+                                        (m["account"], app_id)):
+                    bank.store.execute(
+                        "UPDATE accounts SET image_status = 'REJECTED', image_reason = ? "
+                        "WHERE account_no = ?", (err.detail or err.entry.message, m["account"]))
+                record_event(bank.store, now, "image.refused", app_id=app_id, ref=name,
+                             detail={"code": err.code, "reason": err.detail})
+            return {"accepted": False, "code": err.code, "reason": err.detail}
+
+    def _batch(self, app_id: str, name: str, path: Path, now: int) -> dict[str, Any]:
+        bank = self.bank
+        platform = bank.profile.platform(app_id)
+        assert platform is not None
+        settings = bank.profile.batches
+        try:
+            with bank.store.transaction():
+                accepted = accept_file(bank.store, app_id=app_id, platform=platform, file_name=name,
+                                       path=path, max_bytes=settings.max_file_bytes,
+                                       business_date=bank.clock.business_date(), now_us=now)
+                due = bank.clock.now() + parse_duration(settings.processing_delay)
+                bank.scheduler.schedule("batch.process", due,
+                                        {"app_id": app_id, "batch_no": accepted.batch_no},
+                                        dedupe_key=f"process:{app_id}:{accepted.batch_no}")
+                record_event(bank.store, now, "batch.accepted", app_id=app_id,
+                             ref=accepted.batch_no,
+                             detail={"file": name, "kind": accepted.kind,
+                                     "records": accepted.record_count,
+                                     "total": format_fen(accepted.total_fen)})
+            return {"accepted": True, "batch_no": accepted.batch_no,
+                    "records": accepted.record_count}
+        except FileRejected as rej:
+            return self._reject(app_id, name, rej, now)
+
+    def _reject(self, app_id: str, name: str, rej: FileRejected, now: int) -> dict[str, Any]:
+        bank = self.bank
+        batch_no = name.split("_")[3][:-4] if name.count("_") == 3 and name.endswith(".txt") else None
+        reject_name = write_rejection(bank.outbox, app_id=app_id, file_name=name, batch_no=batch_no,
+                                      business_date=bank.clock.business_date(), code=rej.code,
+                                      reason=rej.detail or "", line=rej.line, at_us=now)
+        with bank.store.transaction():
+            bank.store.execute(
+                "INSERT INTO rejections(app_id, file_name, batch_no, code, reason, line, reject_file, "
+                "at_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (app_id, name, batch_no, rej.code, rej.detail or "", rej.line, reject_name, now))
+            record_event(bank.store, now, "batch.rejected", app_id=app_id, ref=name,
+                         detail={"code": rej.code, "reason": rej.detail, "line": rej.line,
+                                 "file": reject_name})
+        return {"accepted": False, "code": rej.code, "reason": rej.detail, "line": rej.line,
+                "rejection_file": reject_name}
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    def _process(self, job: Job) -> None:
+        bank = self.bank
+        app_id, batch_no = job.payload["app_id"], job.payload["batch_no"]
+        summary = process_batch(bank.store, app_id=app_id, batch_no=batch_no,
+                                settings=bank.profile.batches, policy=bank.profile.bank,
+                                seed=bank.profile.seed, now_us=bank.clock.now_us(),
+                                business_date=bank.clock.business_date())
+        if summary is None:
+            return
+        kind = bank.store.scalar("SELECT kind FROM batches WHERE app_id = ? AND batch_no = ?",
+                                 (app_id, batch_no))
+        fault = decide_file_fault(bank.profile.batches, bank.profile.seed, app_id, str(kind), batch_no)
+        action, fault_name = fault if fault else (None, None)
+        bank.store.execute(
+            "UPDATE batches SET file_fault = ? WHERE app_id = ? AND batch_no = ?",
+            (json.dumps({"name": fault_name, **action.model_dump(exclude_defaults=True)})
+             if action else None, app_id, batch_no))
+        record_event(bank.store, bank.clock.now_us(), "batch.processed", app_id=app_id,
+                     ref=batch_no, detail={"success": summary.success_count,
+                                           "failed": summary.fail_count, "by_code": summary.by_code,
+                                           "file_fault": fault_name})
+        if action is not None and action.never:
+            return
+        delay = parse_duration(bank.profile.batches.return_delay)
+        if action is not None and action.late:
+            delay += parse_duration(action.late)
+        bank.scheduler.schedule("batch.return", bank.clock.now() + delay,
+                                {"app_id": app_id, "batch_no": batch_no},
+                                dedupe_key=f"return:{app_id}:{batch_no}")
+
+    def _return(self, job: Job) -> None:
+        bank = self.bank
+        app_id, batch_no = job.payload["app_id"], job.payload["batch_no"]
+        row = bank.store.one("SELECT file_fault FROM batches WHERE app_id = ? AND batch_no = ?",
+                             (app_id, batch_no))
+        assert row is not None
+        fault = None
+        if row["file_fault"]:
+            data = json.loads(row["file_fault"])
+            data.pop("name", None)
+            fault = FileFaultAction(**data)
+        platform = bank.profile.platform(app_id)
+        merchant = platform.merchant if platform else ""
+        names = write_return(bank.store, bank.outbox, app_id=app_id, merchant=merchant,
+                             batch_no=batch_no, fault=fault)
+        bank.store.execute(
+            "UPDATE batches SET state = 'RETURNED', returned_us = ?, return_files = ? "
+            "WHERE app_id = ? AND batch_no = ?",
+            (bank.clock.now_us(), json.dumps(names), app_id, batch_no))
+        record_event(bank.store, bank.clock.now_us(), "batch.returned", app_id=app_id,
+                     ref=batch_no, detail={"files": names})
+
+    def _review(self, job: Job) -> None:
+        bank = self.bank
+        images.review(bank.store, account_no=job.payload["account_no"],
+                      min_bytes=bank.profile.images.min_bytes, now_us=bank.clock.now_us())
+
+    def _statements(self, job: Job) -> None:
+        """At a cutover: statements of the business date that just ended, then the next job."""
+        bank = self.bank
+        ended = bank.clock.business_date(bank.clock.now() - timedelta(microseconds=1))
+        for p in bank.profile.platforms:
+            for account in (p.supervision_account, p.settlement_account):
+                write_statement(bank.store, bank.outbox, app_id=p.app_id, account_no=account,
+                                business_date=ended)
+        record_event(bank.store, bank.clock.now_us(), "statement.written",
+                     detail={"business_date": ended.isoformat()})
+        self.schedule_statements()
+
+    def schedule_statements(self) -> None:
+        nxt = self.bank.clock.next_cutover()
+        self.bank.scheduler.schedule("statement.daily", nxt, {},
+                                     dedupe_key=f"statement:{nxt.isoformat()}")
+
+    # -- control API ----------------------------------------------------------------------
+
+    def batches(self, app_id: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM batches" + (" WHERE app_id = ?" if app_id else "") + " ORDER BY received_us"
+        return [self._batch_view(dict(r)) for r in self.bank.store.all(sql, (app_id,) if app_id else ())]
+
+    def _batch_view(self, b: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "app_id": b["app_id"], "batch_no": b["batch_no"], "kind": b["kind"],
+            "file_name": b["file_name"], "business_date": b["business_date"], "state": b["state"],
+            "record_count": b["record_count"], "total": format_fen(b["total_fen"]),
+            "success_count": b["success_count"], "success_amount": format_fen(b["success_fen"]),
+            "received_at": from_us(b["received_us"]).isoformat(),
+            "processed_at": from_us(b["processed_us"]).isoformat() if b["processed_us"] else None,
+            "returned_at": from_us(b["returned_us"]).isoformat() if b["returned_us"] else None,
+            "return_files": json.loads(b["return_files"]),
+            "file_fault": json.loads(b["file_fault"]) if b["file_fault"] else None,
+        }
+
+    def manifest(self, app_id: str, batch_no: str) -> dict[str, Any]:
+        """What the bank decided for every record, and why (which rule, rate or check)."""
+        b = self.bank.store.one("SELECT * FROM batches WHERE app_id = ? AND batch_no = ?",
+                                (app_id, batch_no))
+        if b is None:
+            raise NotFound(f"no batch {batch_no} for {app_id}")
+        records = [
+            {"seq": r["seq"], "serial": r["serial"], "account_no": r["account_no"],
+             "account_name": r["account_name"], "amount": format_fen(r["amount_fen"]),
+             "result": r["result"], "code": r["code"], "reason": r["reason"],
+             "decided_by": r["decided_by"], "bank_serial": r["bank_serial"]}
+            for r in self.bank.store.all(
+                "SELECT * FROM batch_records WHERE app_id = ? AND batch_no = ? ORDER BY seq LIMIT 100000",
+                (app_id, batch_no))
+        ]
+        return {**self._batch_view(dict(b)), "records": records}
+
+    def force(self, app_id: str, batch_no: str, step: str) -> list[dict[str, Any]]:
+        """Run the batch's pending ``process`` or ``return`` job now."""
+        key = f"{step}:{app_id}:{batch_no}"
+        bank = self.bank
+        changed = bank.store.execute(
+            "UPDATE jobs SET due_us = ? WHERE dedupe_key = ? AND state = 'pending'",
+            (bank.clock.now_us(), key)).rowcount
+        if not changed:
+            raise NotFound(f"no pending {step} job for batch {batch_no}")
+        ran = bank.scheduler.run_due()
+        bank.flush()
+        return [{"id": j.id, "kind": j.kind} for j in ran]
+
+    def rejections(self, app_id: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM rejections" + (" WHERE app_id = ?" if app_id else "") + " ORDER BY id"
+        return [{**dict(r), "at": from_us(r["at_us"]).isoformat()}
+                for r in self.bank.store.all(sql, (app_id,) if app_id else ())]
