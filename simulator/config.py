@@ -419,15 +419,26 @@ def default_profile_text() -> str:
     return resources.files("simulator.profiles").joinpath("default.yaml").read_text("utf-8")
 
 
-def load_profile(path: Path | None) -> Profile:
-    """The profile in ``path``, or the packaged default when ``path`` is None."""
-    text = default_profile_text() if path is None else path.read_text(encoding="utf-8")
+def _yaml_mapping(text: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ProfileError(f"profile is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ProfileError("profile must be a YAML mapping")
+    return data
+
+
+def load_profile(path: Path | None) -> Profile:
+    """The packaged default, with the file at ``path`` (if any) laid over it.
+
+    The file only needs the keys it changes: it is merged over the packaged default as a
+    JSON merge patch (mappings merge key by key, lists and values replace, ``null`` removes),
+    so a profile that sets ``bank: {open_active: true}`` keeps the default's magic values.
+    """
+    data = _yaml_mapping(default_profile_text())
+    if path is not None:
+        data = merge_patch(data, _yaml_mapping(path.read_text(encoding="utf-8")))
     return profile_from_dict(data)
 
 

@@ -99,3 +99,15 @@ def test_group_commit_work_lost_in_a_crash_is_whole_blocks(tmp_path: Path) -> No
     store.conn.close()  # the process dies before the flush: no COMMIT reaches the file
     again = Store.open(tmp_path / "bank.db")
     assert (again.get_kv("kept"), again.get_kv("lost")) == ("1", None)
+
+
+def test_a_profile_file_is_laid_over_the_packaged_default(tmp_path: Path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text("seed: 7\nbank: {open_active: true}\nbatches: {rates: {'3028': 0.1}}\n",
+                    encoding="utf-8")
+    mine, default = load_profile(path), load_profile(None)
+    assert (mine.seed, mine.bank.open_active, mine.batches.rates) == (7, True, {"3028": 0.1})
+    # What the file leaves out keeps the packaged default, magic values included.
+    assert mine.batches.rules == default.batches.rules and mine.batches.rules
+    assert mine.bank.identity_rules == default.bank.identity_rules
+    assert mine.platforms == default.platforms
