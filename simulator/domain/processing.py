@@ -58,9 +58,10 @@ class Summary:
     by_code: dict[str, int] = field(default_factory=dict)
 
 
-def bank_serial(kind: str, app_id: str, batch_no: str, day: date, seq: int) -> str:
+def bank_serial_prefix(kind: str, app_id: str, batch_no: str, day: date) -> str:
+    """The batch's part of its records' bank serials (the record's seq follows, 7 digits)."""
     tag = hashlib.blake2b(f"{app_id}/{batch_no}".encode(), digest_size=3).hexdigest().upper()
-    return f"{kind}{day:%Y%m%d}{tag}{seq:07d}"
+    return f"{kind}{day:%Y%m%d}{tag}"
 
 
 class _Accounts:
@@ -148,6 +149,8 @@ def process_batch(store: Store, *, app_id: str, batch_no: str, settings: BatchSe
         (app_id, batch_no))}
     txn_id = int(store.scalar("SELECT COALESCE(MAX(id), 0) FROM txns")) + 1
     txn_kind = "disbursement" if kind == "DF" else "withholding"
+    serial_prefix = bank_serial_prefix(kind, app_id, batch_no, business_date)
+    day_text = business_date.isoformat()
     summary = Summary()
     last_seq = 0
     while True:
@@ -178,7 +181,7 @@ def process_batch(store: Store, *, app_id: str, batch_no: str, settings: BatchSe
                     code = (_check_df(acct, own, app_id, r["account_name"], amount) if kind == "DF"
                             else _check_dk(acct, app_id, r["account_name"], amount, policy))
                     by = "ledger"
-            serial_out = bank_serial(kind, app_id, batch_no, business_date, seq)
+            serial_out = f"{serial_prefix}{seq:07d}"
             if code is None:
                 acct = accounts.get(r["account_no"])
                 assert acct is not None
@@ -192,7 +195,7 @@ def process_batch(store: Store, *, app_id: str, batch_no: str, settings: BatchSe
                     acct.outflow += amount
                 src_no, dst_no = ((batch["account_no"], r["account_no"]) if kind == "DF"
                                   else (r["account_no"], batch["account_no"]))
-                txns.append((txn_id, txn_kind, now_us, business_date.isoformat(), app_id,
+                txns.append((txn_id, txn_kind, now_us, day_text, app_id,
                              r["serial"], r["memo"] or txn_kind))
                 postings.append((txn_id, src_no, -amount))
                 postings.append((txn_id, dst_no, amount))
