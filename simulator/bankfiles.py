@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 
-from contracts.codec import FileWriter, load_layout
+from contracts.codec import FileWriter, load_layout, rejection_file_name
 from contracts.codes import CODES
 from simulator.clock import from_us
 from simulator.config import FileFaultAction
@@ -105,17 +105,10 @@ def write_return(store: Store, outbox: Outbox, *, app_id: str, merchant: str, ba
     return names
 
 
-def rejection_file_name(file_name: str, at_us: int) -> str:
-    if file_name.upper().startswith(("DF_", "DK_")) and file_name.lower().endswith(".txt"):
-        return f"{_stem(file_name)}_REJ.txt"
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in file_name)[:80]
-    return f"REJ_{safe}_{_naive(at_us):%Y%m%d%H%M%S}.txt"
-
-
 def write_rejection(outbox: Outbox, *, app_id: str, file_name: str, batch_no: str | None,
                     business_date: date | None, code: str, reason: str, line: int | None,
                     at_us: int) -> str:
-    name = rejection_file_name(file_name, at_us)
+    name = rejection_file_name(file_name, _naive(at_us))
     layout = load_layout("rejection")
     with outbox.write(app_id, RETURNS, name) as fh:
         writer = FileWriter(layout, fh)

@@ -18,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from contracts.codec import identify
 from contracts.money import format_fen
 from simulator.bankfiles import write_rejection, write_return, write_statement
 from simulator.clock import from_us, parse_duration
@@ -115,9 +116,12 @@ class FileDesk:
 
     def _reject(self, app_id: str, name: str, rej: FileRejected, now: int) -> dict[str, Any]:
         bank = self.bank
-        batch_no = name.split("_")[3][:-4] if name.count("_") == 3 and name.endswith(".txt") else None
+        # Batch number and date only when the name follows the contract; never invented.
+        found = identify(name)
+        batch_no = str(found[1]["batch"]) if found else None
+        business_date = found[1]["date"] if found else None
         reject_name = write_rejection(bank.outbox, app_id=app_id, file_name=name, batch_no=batch_no,
-                                      business_date=bank.clock.business_date(), code=rej.code,
+                                      business_date=business_date, code=rej.code,
                                       reason=rej.detail or "", line=rej.line, at_us=now)
         with bank.store.transaction():
             bank.store.execute(

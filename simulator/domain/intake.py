@@ -146,17 +146,27 @@ def _store_records(store: Store, app_id: str, batch_no: str, reader: FileReader)
                      str(d["account_name"]), d["amount"], str(d.get("memo") or ""),
                      d.get("agreement_no") or None))
         if len(rows) >= _CHUNK:
-            _insert(store, rows, line_no)
+            _insert(store, rows)
             rows = []
     if rows:
-        _insert(store, rows, None)
+        _insert(store, rows)
     return count, total
 
 
-def _insert(store: Store, rows: list[tuple[Any, ...]], line_no: int | None) -> None:
+def _insert(store: Store, rows: list[tuple[Any, ...]]) -> None:
     try:
         store.conn.executemany(
             "INSERT INTO batch_records(app_id, batch_no, seq, serial, account_no, account_name, "
             "amount_fen, memo, agreement_no) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     except sqlite3.IntegrityError:
+        # The unique index found a serial twice; name the line of its second appearance.
+        # Rows of this chunk before the culprit are already in, so the first row whose
+        # serial is in the store under an earlier seq is it (data lines are seq + 1).
+        for row in rows:
+            first = store.scalar(
+                "SELECT MIN(seq) FROM batch_records WHERE app_id = ? AND batch_no = ? AND serial = ?",
+                (row[0], row[1], row[3]))
+            if first is not None and first < row[2]:
+                raise FileDuplicateSerial(f"serial {row[3]} already on line {first + 1}",
+                                          line=row[2] + 1) from None
         raise FileDuplicateSerial("a record serial appears twice in the file") from None

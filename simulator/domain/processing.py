@@ -150,6 +150,8 @@ def process_batch(store: Store, *, app_id: str, batch_no: str, settings: BatchSe
     txn_id = int(store.scalar("SELECT COALESCE(MAX(id), 0) FROM txns")) + 1
     txn_kind = "disbursement" if kind == "DF" else "withholding"
     serial_prefix = bank_serial_prefix(kind, app_id, batch_no, business_date)
+    # A batch posting's reference is its file (the record serial stays on the record).
+    reference = batch["file_name"].rsplit(".", 1)[0]
     day_text = business_date.isoformat()
     summary = Summary()
     last_seq = 0
@@ -195,8 +197,8 @@ def process_batch(store: Store, *, app_id: str, batch_no: str, settings: BatchSe
                     acct.outflow += amount
                 src_no, dst_no = ((batch["account_no"], r["account_no"]) if kind == "DF"
                                   else (r["account_no"], batch["account_no"]))
-                txns.append((txn_id, txn_kind, now_us, day_text, app_id,
-                             r["serial"], r["memo"] or txn_kind))
+                txns.append((txn_id, txn_kind, now_us, day_text, app_id, reference,
+                             r["memo"] or txn_kind))
                 postings.append((txn_id, src_no, -amount))
                 postings.append((txn_id, dst_no, amount))
                 results.append(("S", "0000", CODES["0000"].message_zh, by, serial_out, txn_id,
