@@ -27,7 +27,7 @@ from simulator.domain import images
 from simulator.domain.intake import accept_file
 from simulator.domain.outcomes import decide_file_fault
 from simulator.domain.processing import process_batch
-from simulator.errors import BankError, FileRejected, NotFound
+from simulator.errors import BankError, FileRejected, FileStructure, NotFound
 from simulator.events import record_event
 from simulator.scheduler import Job
 
@@ -113,6 +113,10 @@ class FileDesk:
                     "records": accepted.record_count}
         except FileRejected as rej:
             return self._reject(app_id, name, rej, now)
+        except Exception as exc:  # the platform must always hear back about its file
+            log.exception("intake of %s for %s failed unexpectedly", name, app_id)
+            return self._reject(app_id, name, FileStructure(
+                f"the bank could not read this file ({type(exc).__name__}); nothing was applied"), now)
 
     def _reject(self, app_id: str, name: str, rej: FileRejected, now: int) -> dict[str, Any]:
         bank = self.bank

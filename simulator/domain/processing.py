@@ -93,7 +93,8 @@ class _Accounts:
         return self.cache[account_no]
 
 
-def _check_df(acct: _Account | None, own: _Account, app_id: str, name: str, amount: int) -> str | None:
+def _check_account(acct: _Account | None, app_id: str, name: str) -> str | None:
+    """The checks both directions share: the platform's Class III account, open, unfrozen."""
     if acct is None or acct.kind != "CLASS_III" or acct.app_id != app_id:
         return "3009"
     if acct.name != name:
@@ -102,6 +103,13 @@ def _check_df(acct: _Account | None, own: _Account, app_id: str, name: str, amou
         return "3018"
     if acct.frozen:
         return "3017"
+    return None
+
+
+def _check_df(acct: _Account | None, own: _Account, app_id: str, name: str, amount: int) -> str | None:
+    shared = _check_account(acct, app_id, name)
+    if shared is not None or acct is None:
+        return shared
     if acct.status != "ACTIVE" or not acct.images_approved:
         return "3061"
     if acct.cap is not None and acct.balance + amount > acct.cap:
@@ -113,14 +121,9 @@ def _check_df(acct: _Account | None, own: _Account, app_id: str, name: str, amou
 
 def _check_dk(acct: _Account | None, app_id: str, name: str, amount: int,
               policy: BankPolicy) -> str | None:
-    if acct is None or acct.kind != "CLASS_III" or acct.app_id != app_id:
-        return "3009"
-    if acct.name != name:
-        return "3031"
-    if acct.status == "CLOSED":
-        return "3018"
-    if acct.frozen:
-        return "3017"
+    shared = _check_account(acct, app_id, name)
+    if shared is not None or acct is None:
+        return shared
     if acct.status != "ACTIVE":
         return "3057"
     if not acct.agreement:

@@ -239,3 +239,19 @@ def test_statements_at_cutover(bank: Bank) -> None:
     assert reader.header["closing_balance"] == 10_000_000 - 12_345
     assert [(d["direction"], d["amount"], d["txn_kind"]) for d in lines] == [
         ("C", 10_000_000, "DEPOSIT"), ("D", 12_345, "DISBURSEMENT")]
+
+
+def test_an_unexpected_intake_failure_still_answers_with_a_rejection(
+        bank: Bank, monkeypatch: pytest.MonkeyPatch) -> None:
+    import simulator.filedesk as filedesk
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("disk went away")
+
+    monkeypatch.setattr(filedesk, "accept_file", broken)
+    accounts = open_accounts(bank, 1)
+    name, data = request_file("DF", 60, [(accounts[0], NAMES[0], 100)])
+    outcome = upload(bank, name, data)
+    assert (outcome["accepted"], outcome["code"]) == (False, "4002")
+    assert "OSError" in outcome["reason"]
+    assert (bank.outbox.jail(APP) / "download/returns" / name.replace(".txt", "_REJ.txt")).exists()
