@@ -200,8 +200,10 @@ async def serve(options: ServeOptions, out: TextIO = sys.stdout) -> None:
             gc.set_threshold(50_000, 20, 20)
             banner(bank, http_url, out, sftp_url)
             if options.port_file:
-                options.port_file.write_text(json.dumps({"http": port, "url": http_url,
-                                                         "sftp": sftp_port}))
+                # Renamed into place: a harness polling for the file never reads half of it.
+                partial = options.port_file.with_name(options.port_file.name + ".part")
+                partial.write_text(json.dumps({"http": port, "url": http_url, "sftp": sftp_port}))
+                partial.replace(options.port_file)
         await serving
         ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
