@@ -106,6 +106,7 @@ class Bank:
         self.outbox = Outbox(self.files_root)
         self.files = FileDesk(self)
         self._apply_profile(profile)
+        self._recover()
 
     def _apply_profile(self, profile: Profile) -> None:
         """Make the state agree with ``profile``: accounts, clock settings, stored copy."""
@@ -138,10 +139,16 @@ class Bank:
             self.files.schedule_statements()
         self.flush()
 
+    def _recover(self) -> None:
+        self.files.recover()
+        self.flush()
+
     def flush(self) -> None:
-        """Make everything done so far durable (commits the group transaction)."""
+        """Make everything done so far durable, then publish the files it owes."""
         self._write_request_log()
         self.store.flush()
+        if not self.store.in_transaction:
+            self.files.publish()
 
     @property
     def has_unflushed(self) -> bool:
@@ -361,6 +368,7 @@ class Bank:
     def advance_to(self, target: datetime) -> list[dict[str, Any]]:
         ran = self.scheduler.advance_to(target)
         self.event("clock.advanced", detail={"to": target.isoformat(), "jobs_run": len(ran)})
+        self.flush()
         return [{"id": j.id, "kind": j.kind, "due_at": j.due_at.isoformat()} for j in ran]
 
     def set_clock_mode(self, mode: str) -> None:

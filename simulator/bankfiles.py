@@ -47,6 +47,12 @@ def return_file_name(request_file_name: str, fault: FileFaultAction | None = Non
     return f"{stem}_ret.TXT" if fault and fault.unexpected_name else f"{stem}_RET.txt"
 
 
+def return_file_names(request_file_name: str, fault: FileFaultAction | None) -> list[str]:
+    """Every file a batch's return produces (two with the ``twice`` fault)."""
+    name = return_file_name(request_file_name, fault)
+    return [name, name.replace("_RET.txt", "_RET_R1.txt")] if fault and fault.twice else [name]
+
+
 def _return_details(store: Store, app_id: str, batch_no: str, skip_last: int,
                     total: int) -> Iterator[dict[str, Any]]:
     keep = total - skip_last
@@ -96,12 +102,10 @@ def write_return(store: Store, outbox: Outbox, *, app_id: str, merchant: str, ba
             # Cut inside a line, as a transfer that stopped half-way would.
             size = fh.tell()
             fh.truncate(max(1, size // 2 + 3))
-    names = [name]
-    if fault and fault.twice:
-        copy = name.replace("_RET.txt", "_RET_R1.txt")
+    names = return_file_names(b["file_name"], fault)
+    if len(names) > 1:
         data = (outbox.jail(app_id) / RETURNS / name).read_bytes()
-        outbox.write_bytes(app_id, RETURNS, copy, data)
-        names.append(copy)
+        outbox.write_bytes(app_id, RETURNS, names[1], data)
     return names
 
 

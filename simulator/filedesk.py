@@ -2,25 +2,31 @@
 
 A completed upload (the SFTP server calls :meth:`FileDesk.file_complete`) is an image or a
 batch file. A batch file is validated whole at once (:mod:`simulator.domain.intake`): a
-refused file gets a rejection file in ``download/returns`` straight away and moves no
-money; an accepted one is processed ``batches.processing_delay`` later by a job, and its
-return file written ``batches.return_delay`` after that by another, on the virtual
-clock. Statements are written by a job at every day cutover. Every job commits together
-with its effects, so each runs exactly once; the files they write are deterministic, so a
-job that runs again after a crash rewrites the same bytes.
+refused file is owed a rejection file and moves no money; an accepted one is processed
+``batches.processing_delay`` later by a job, and its return file is owed
+``batches.return_delay`` after that, on the virtual clock. Statements are owed at every
+day cutover. Every job commits together with its effects, so each runs exactly once.
+
+Files go out only after the work they describe has committed: whatever owes a file
+records it (a row with ``published = 0``) in its own transaction, and
+:meth:`FileDesk.publish` writes owed files after the commit (the Bank calls it from
+``flush``) and at start. The files are deterministic from committed rows, so one written
+but not yet marked before a crash is written again byte for byte; a platform never sees
+a file for work a crash undid. At start the desk also re-takes uploads that a crash left
+between their final name and the commit of their intake.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from contracts.codec import identify
+from contracts.codec import identify, rejection_file_name
 from contracts.money import format_fen
-from simulator.bankfiles import write_rejection, write_return, write_statement
+from simulator.bankfiles import return_file_names, write_rejection, write_return, write_statement
 from simulator.clock import from_us, parse_duration
 from simulator.config import FileFaultAction
 from simulator.domain import images
@@ -45,6 +51,9 @@ class FileDesk:
         s.register("batch.return", self._return)
         s.register("image.review", self._review)
         s.register("statement.daily", self._statements)
+        # A hint, not the truth: the tables say what is owed; this only saves the queries
+        # when nothing can be (it is set by anything that may owe a file, even if rolled back).
+        self._maybe_owed = True
 
     # -- uploads ------------------------------------------------------------------------
 
@@ -123,10 +132,8 @@ class FileDesk:
         # Batch number and date only when the name follows the contract; never invented.
         found = identify(name)
         batch_no = str(found[1]["batch"]) if found else None
-        business_date = found[1]["date"] if found else None
-        reject_name = write_rejection(bank.outbox, app_id=app_id, file_name=name, batch_no=batch_no,
-                                      business_date=business_date, code=rej.code,
-                                      reason=rej.detail or "", line=rej.line, at_us=now)
+        reject_name = rejection_file_name(name, from_us(now).replace(tzinfo=None))
+        self._maybe_owed = True
         with bank.store.transaction():
             bank.store.execute(
                 "INSERT INTO rejections(app_id, file_name, batch_no, code, reason, line, reject_file, "
@@ -176,15 +183,11 @@ class FileDesk:
         row = bank.store.one("SELECT file_fault FROM batches WHERE app_id = ? AND batch_no = ?",
                              (app_id, batch_no))
         assert row is not None
-        fault = None
-        if row["file_fault"]:
-            data = json.loads(row["file_fault"])
-            data.pop("name", None)
-            fault = FileFaultAction(**data)
-        platform = bank.profile.platform(app_id)
-        merchant = platform.merchant if platform else ""
-        names = write_return(bank.store, bank.outbox, app_id=app_id, merchant=merchant,
-                             batch_no=batch_no, fault=fault)
+        fault = _fault(row["file_fault"])
+        file_name = bank.store.scalar("SELECT file_name FROM batches WHERE app_id = ? AND batch_no = ?",
+                                      (app_id, batch_no))
+        names = return_file_names(str(file_name), fault)
+        self._maybe_owed = True
         bank.store.execute(
             "UPDATE batches SET state = 'RETURNED', returned_us = ?, return_files = ? "
             "WHERE app_id = ? AND batch_no = ?",
@@ -201,10 +204,12 @@ class FileDesk:
         """At a cutover: statements of the business date that just ended, then the next job."""
         bank = self.bank
         ended = bank.clock.business_date(bank.clock.now() - timedelta(microseconds=1))
+        self._maybe_owed = True
         for p in bank.profile.platforms:
             for account in (p.supervision_account, p.settlement_account):
-                write_statement(bank.store, bank.outbox, app_id=p.app_id, account_no=account,
-                                business_date=ended)
+                bank.store.execute(
+                    "INSERT INTO statements(app_id, account_no, business_date) VALUES (?, ?, ?) "
+                    "ON CONFLICT DO NOTHING", (p.app_id, account, ended.isoformat()))
         record_event(bank.store, bank.clock.now_us(), "statement.written",
                      detail={"business_date": ended.isoformat()})
         self.schedule_statements()
@@ -213,6 +218,65 @@ class FileDesk:
         nxt = self.bank.clock.next_cutover()
         self.bank.scheduler.schedule("statement.daily", nxt, {},
                                      dedupe_key=f"statement:{nxt.isoformat()}")
+
+    # -- publication --------------------------------------------------------------------
+
+    def publish(self) -> None:
+        """Write every file owed by committed work, then mark it published.
+
+        Call only when nothing is uncommitted (the Bank's flush does). Each file is written
+        under a temporary name and renamed, so no platform ever sees half of one; after a
+        crash, a file written but not yet marked is simply written again, byte for byte.
+        """
+        if not self._maybe_owed:
+            return
+        bank = self.bank
+        store = bank.store
+        for row in store.all("SELECT app_id, batch_no, file_fault FROM batches "
+                             "WHERE state = 'RETURNED' AND published = 0"):
+            platform = bank.profile.platform(row["app_id"])
+            write_return(store, bank.outbox, app_id=row["app_id"],
+                         merchant=platform.merchant if platform else "", batch_no=row["batch_no"],
+                         fault=_fault(row["file_fault"]))
+            self._mark("UPDATE batches SET published = 1 WHERE app_id = ? AND batch_no = ?",
+                       (row["app_id"], row["batch_no"]))
+        for row in store.all("SELECT * FROM rejections WHERE published = 0"):
+            found = identify(row["file_name"])
+            write_rejection(bank.outbox, app_id=row["app_id"], file_name=row["file_name"],
+                            batch_no=row["batch_no"], business_date=found[1]["date"] if found else None,
+                            code=row["code"], reason=row["reason"], line=row["line"], at_us=row["at_us"])
+            self._mark("UPDATE rejections SET published = 1 WHERE id = ?", (row["id"],))
+        for row in store.all("SELECT * FROM statements WHERE published = 0"):
+            write_statement(store, bank.outbox, app_id=row["app_id"], account_no=row["account_no"],
+                            business_date=date.fromisoformat(row["business_date"]))
+            self._mark("UPDATE statements SET published = 1 WHERE account_no = ? AND business_date = ?",
+                       (row["account_no"], row["business_date"]))
+        self._maybe_owed = False
+
+    def _mark(self, sql: str, params: tuple[Any, ...]) -> None:
+        with self.bank.store.transaction():
+            self.bank.store.execute(sql, params)
+        self.bank.store.flush()
+
+    def recover(self) -> None:
+        """At start: drop unfinished files, publish what is owed, re-take stranded uploads."""
+        bank = self.bank
+        bank.outbox.remove_partials()
+        self._maybe_owed = True
+        self.publish()
+        for p in bank.profile.platforms:
+            folder = bank.outbox.jail(p.app_id) / "upload" / "batches"
+            for path in sorted(folder.iterdir()):
+                name = path.name
+                if not path.is_file() or name.startswith(".") or name.endswith((".tmp", ".part")):
+                    continue
+                known = bank.store.one(
+                    "SELECT 1 FROM batches WHERE app_id = ? AND file_name = ? UNION ALL "
+                    "SELECT 1 FROM rejections WHERE app_id = ? AND file_name = ? LIMIT 1",
+                    (p.app_id, name, p.app_id, name))
+                if known is None:
+                    log.warning("taking %s for %s again: it was complete before a restart", name, p.app_id)
+                    self.file_complete(p.app_id, "batches", name, path)
 
     # -- control API ----------------------------------------------------------------------
 
@@ -267,3 +331,11 @@ class FileDesk:
         sql = "SELECT * FROM rejections" + (" WHERE app_id = ?" if app_id else "") + " ORDER BY id"
         return [{**dict(r), "at": from_us(r["at_us"]).isoformat()}
                 for r in self.bank.store.all(sql, (app_id,) if app_id else ())]
+
+
+def _fault(stored: str | None) -> FileFaultAction | None:
+    if not stored:
+        return None
+    data = json.loads(stored)
+    data.pop("name", None)
+    return FileFaultAction(**data)

@@ -46,6 +46,18 @@ class Outbox:
             os.fsync(fh.fileno())
         os.replace(temp, directory / name)
 
+    def exists(self, app_id: str, area: str, name: str) -> bool:
+        return (self.jail(app_id) / area / name).is_file()
+
+    def remove_partials(self) -> int:
+        """Delete the bank's own unfinished files (left by a crash); returns how many."""
+        removed = 0
+        for area in ("download/returns", "download/statements"):
+            for partial in self.root.glob(f"*/{area}/.*.part"):
+                partial.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
     def write_bytes(self, app_id: str, area: str, name: str, data: bytes) -> None:
         with self.write(app_id, area, name) as fh:
             fh.write(data)
