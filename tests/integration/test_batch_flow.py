@@ -787,3 +787,30 @@ def test_statement_after_the_day_cutover(server: BankServer, client: SignedClien
     assert format_fen(closing) == admin_json(server, "GET", f"/accounts/{SUPERVISION}")["balance"]
     # statement.yaml: "the batch file stem (DF_DEMO01_20260105_1) for batch postings".
     assert [d["reference"] for d in st.details][1:] == [name[:-4]] * 2
+
+
+def test_accelerated_clock_runs_due_jobs_by_itself(server: BankServer, client: SignedClient) -> None:
+    """Without any advance call, a server in accelerated mode processes and returns a batch.
+
+    The one place a test waits real time: the point is that the clock moves by itself. At
+    3600 bank-seconds per second the 25 minutes of delays take under half a second; the
+    wait is bounded at 15 s.
+    """
+    people = active_funded(server, client, 2)
+    name, data = request_file("DF", 91, [rec("ACC-1", people[0], "12.00"),
+                                         rec("ACC-2", people[1], "0.17")])
+    uploaded = server.admin.post(f"/files/{APP}/batches/{name}", content=data)
+    assert uploaded.status_code == 200 and uploaded.json()["accepted"], uploaded.text
+    admin_json(server, "PUT", "/clock/mode", {"mode": "accelerated:3600"})
+    try:
+        deadline = time.monotonic() + 15
+        while batch_state(server, 91) != "RETURNED":
+            assert time.monotonic() < deadline, f"no return after 15 s: {batches(server)}"
+            time.sleep(0.05)
+    finally:
+        admin_json(server, "PUT", "/clock/mode", {"mode": "manual"})
+    returns = {f["name"] for f in admin_json(server, "GET", f"/files/{APP}")["download/returns"]}
+    assert return_file_name(name) in returns
+    codes = [r["code"] for r in manifest(server, 91)["records"]]
+    assert codes == ["0000", "3017"]
+    assert balance(client, people[0].account_no) == 1200
