@@ -1,0 +1,104 @@
+"""Users and their Class III accounts: registration, opening, ID-card images, review.
+
+Opening is one signed call with the user's request serial (``OPEN-<user_id>`` unless given),
+recorded before the call: a crash or a lost answer is recovered by calling again with the
+same serial (:class:`~platform_client.bank_api.BankApi` queries by serial), so a user never
+gets two accounts. Images go to ``/upload/images/<account_no>_front.png`` / ``_back.png``;
+the bank reviews them later on its clock, and :func:`refresh_account` reads the outcome.
+
+Example::
+
+    register_user(ctx, "u1", {"name": "张三", "id_number": "...", "mobile": "13800138000",
+                              "bound_card_number": "6222020000000000422", "bound_card_kind": "DEBIT_I"})
+    open_account(ctx, "u1")             # the account number
+    upload_images(ctx, "u1")
+    refresh_account(ctx, "u1")["image_status"]   # IN_REVIEW, later APPROVED
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from platform_client.context import Context
+from platform_client.errors import BankApiError, StepRefused
+from platform_client.images import id_card_png
+from platform_client.sftp import IMAGES_DIR
+
+ELEMENTS = ("name", "id_number", "mobile", "bound_card_number", "bound_card_kind")
+
+
+def register_user(ctx: Context, user_id: str, identity: dict[str, str]) -> None:
+    """Record a user with the five elements (idempotent for the same elements)."""
+    missing = [e for e in ELEMENTS if not identity.get(e)]
+    if missing:
+        raise StepRefused(f"user {user_id}: missing {', '.join(missing)}")
+    with ctx.store.transaction():
+        row = ctx.store.one("SELECT * FROM users WHERE user_id = ?", (user_id,))
+        if row is not None:
+            if any(row[e] != identity[e] for e in ELEMENTS):
+                raise StepRefused(f"user {user_id} exists with other identity elements")
+            return
+        ctx.store.execute(
+            "INSERT INTO users(user_id, name, id_number, mobile, bound_card_number, bound_card_kind, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (user_id, *(identity[e] for e in ELEMENTS), ctx.now_iso()))
+        ctx.store.execute("INSERT INTO wallets(user_id) VALUES (?)", (user_id,))
+
+
+def _user(ctx: Context, user_id: str) -> Any:
+    row = ctx.store.one("SELECT * FROM users WHERE user_id = ?", (user_id,))
+    if row is None:
+        raise StepRefused(f"no user {user_id}")
+    return row
+
+
+def open_account(ctx: Context, user_id: str, serial: str | None = None) -> str:
+    """Open (or recover) the user's Class III account; its number."""
+    user = _user(ctx, user_id)
+    if user["account_no"]:
+        return str(user["account_no"])
+    with ctx.store.transaction():
+        # The serial is fixed before the call so that every retry, even after a crash, reuses it.
+        serial = user["open_serial"] or serial or f"OPEN-{user_id}"
+        ctx.store.execute("UPDATE users SET open_serial = ? WHERE user_id = ?", (serial, user_id))
+    identity = {e: str(user[e]) for e in ELEMENTS}
+    try:
+        account = ctx.bank.open_account(serial, identity)
+    except BankApiError as exc:
+        with ctx.store.transaction():
+            ctx.store.execute("UPDATE users SET open_code = ?, open_message = ? WHERE user_id = ?",
+                              (exc.bank_code, str(exc), user_id))
+        raise
+    with ctx.store.transaction():
+        ctx.store.execute(
+            "UPDATE users SET account_no = ?, account_status = ?, image_status = ?, image_reason = ?, "
+            "open_code = '0000', open_message = NULL WHERE user_id = ?",
+            (account["account_no"], account["status"], account["image_status"],
+             account.get("image_reason"), user_id))
+    return str(account["account_no"])
+
+
+def upload_images(ctx: Context, user_id: str, front: bytes | None = None, back: bytes | None = None) -> None:
+    """Send both sides of the ID card (default: generated PNGs) under their final names."""
+    user = _user(ctx, user_id)
+    if not user["account_no"]:
+        raise StepRefused(f"user {user_id} has no account yet: open it first")
+    account_no = str(user["account_no"])
+    front = front if front is not None else id_card_png(f"{user['id_number']}-front")
+    back = back if back is not None else id_card_png(f"{user['id_number']}-back")
+    with ctx.sftp() as sftp:
+        sftp.upload(IMAGES_DIR, f"{account_no}_front.png", front)
+        sftp.upload(IMAGES_DIR, f"{account_no}_back.png", back)
+
+
+def refresh_account(ctx: Context, user_id: str) -> dict[str, Any]:
+    """Query the bank for the account (status, image review, balance) and record it."""
+    user = _user(ctx, user_id)
+    if not user["account_no"]:
+        raise StepRefused(f"user {user_id} has no account yet")
+    account = ctx.bank.query_account(str(user["account_no"]))
+    with ctx.store.transaction():
+        ctx.store.execute("UPDATE users SET account_status = ?, image_status = ?, image_reason = ? "
+                          "WHERE user_id = ?", (account["status"], account["image_status"],
+                                                account.get("image_reason"), user_id))
+    return account

@@ -1,0 +1,133 @@
+"""Top-ups: WeChat orders, payment notifications, and crediting the wallet exactly once.
+
+A top-up is credited (``topup``: +in_transit) when its notification arrives or, for a
+dropped notification, when reconciliation finds it in the bill and the order query says
+SUCCESS. Both paths go through :func:`credit_topup`, which is idempotent by out_trade_no:
+a duplicated notification, a late one after reconciliation, or a re-run never credits twice.
+
+Example::
+
+    create_order(ctx, "u1", "TOPUP-u1-1", 10000)        # the code_url the user scans
+    status, body = handle_notification(ctx, headers, raw_body)   # 200 / 4xx, recorded
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from contracts.wechat_signing import (
+    HEADER_NONCE,
+    HEADER_SIGNATURE,
+    HEADER_TIMESTAMP,
+    ResourceDecryptError,
+    decrypt_resource,
+    verify_notification,
+)
+from platform_client import wallet
+from platform_client.clock import wechat_day
+from platform_client.context import Context
+from platform_client.errors import StepRefused
+
+
+def create_order(ctx: Context, user_id: str, out_trade_no: str, amount: int,
+                 description: str = "余额充值") -> str:
+    """Record the order, then create it on the channel; its ``code_url``."""
+    if amount <= 0:
+        raise StepRefused("a top-up needs a positive amount")
+    with ctx.store.transaction():
+        if ctx.store.one("SELECT 1 FROM users WHERE user_id = ?", (user_id,)) is None:
+            raise StepRefused(f"no user {user_id}")
+        row = ctx.store.one("SELECT user_id, amount FROM orders WHERE out_trade_no = ?", (out_trade_no,))
+        if row is not None and (row["user_id"], row["amount"]) != (user_id, amount):
+            raise StepRefused(f"order {out_trade_no} exists for another user or amount")
+        if row is None:
+            ctx.store.execute("INSERT INTO orders(out_trade_no, user_id, amount, created_at) "
+                              "VALUES (?, ?, ?, ?)", (out_trade_no, user_id, amount, ctx.now_iso()))
+    # Recorded first: an order the channel knows is never unknown to the platform.
+    code_url = ctx.wechat.create_native_order(out_trade_no, amount, description,
+                                              ctx.config.notify_endpoint, attach=user_id)
+    with ctx.store.transaction():
+        ctx.store.execute("UPDATE orders SET code_url = ? WHERE out_trade_no = ?", (code_url, out_trade_no))
+    return code_url
+
+
+def credit_topup(ctx: Context, *, out_trade_no: str, transaction_id: str, amount: int,
+                 success_time: str, via: str) -> str:
+    """Credit a paid order once (call inside a transaction): 'credited', 'duplicate' or a refusal.
+
+    Refusals (nothing credited): 'unknown_order', 'amount_mismatch'.
+    """
+    order = ctx.store.one("SELECT * FROM orders WHERE out_trade_no = ?", (out_trade_no,))
+    if order is None:
+        return "unknown_order"
+    if order["amount"] != amount:
+        return "amount_mismatch"
+    if order["credited_via"] is not None:
+        return "duplicate"
+    paid_at = datetime.fromisoformat(success_time)
+    ctx.store.execute(
+        "UPDATE orders SET state = 'PAID', transaction_id = ?, success_time = ?, bill_date = ?, "
+        "credited_via = ?, credited_at = ? WHERE out_trade_no = ?",
+        (transaction_id, success_time, wechat_day(paid_at, ctx.config.wechat_cutover).isoformat(),
+         via, ctx.now_iso(), out_trade_no))
+    wallet.post(ctx.store, user_id=order["user_id"], kind="topup", ref=out_trade_no, amount=amount,
+                at=ctx.now_iso(), memo=f"WeChat {transaction_id} via {via}")
+    return "credited"
+
+
+def _record(ctx: Context, outcome: str, status: int, detail: str, *, notification_id: str | None = None,
+            out_trade_no: str | None = None, transaction_id: str | None = None) -> None:
+    ctx.store.execute(
+        "INSERT INTO notifications(received_at, notification_id, out_trade_no, transaction_id, "
+        "outcome, http_status, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (ctx.now_iso(), notification_id, out_trade_no, transaction_id, outcome, status, detail))
+
+
+def _fail(message: str) -> dict[str, Any]:
+    return {"code": "FAIL", "message": message}
+
+
+def handle_notification(ctx: Context, headers: Mapping[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+    """Verify, decrypt and apply one payment notification; (HTTP status, JSON answer).
+
+    Every notification is recorded with its outcome, accepted or not.
+    """
+    h = {k.lower(): v for k, v in headers.items()}
+    timestamp = h.get(HEADER_TIMESTAMP.lower(), "")
+    nonce = h.get(HEADER_NONCE.lower(), "")
+    signature = h.get(HEADER_SIGNATURE.lower(), "")
+    with ctx.store.transaction():
+        if not (timestamp and nonce and signature) or not verify_notification(
+                ctx.config.wechat_api_key, timestamp, nonce, body, signature):
+            _record(ctx, "bad_signature", 401, "signature missing or wrong")
+            return 401, _fail("signature verification failed")
+        try:
+            envelope = json.loads(body)
+            res = envelope["resource"]
+            plain = decrypt_resource(ctx.config.wechat_api_v3_key, res["ciphertext"],
+                                     res.get("associated_data", ""), res["nonce"])
+            tx = json.loads(plain)
+            out_trade_no = str(tx["out_trade_no"])
+            transaction_id = str(tx["transaction_id"])
+            amount = int(tx["amount"]["total"])
+            state = str(tx["trade_state"])
+            success_time = str(tx["success_time"])
+        except (ValueError, KeyError, TypeError, ResourceDecryptError) as exc:
+            _record(ctx, "malformed", 400, f"{type(exc).__name__}: {exc}")
+            return 400, _fail("malformed notification")
+        nid = str(envelope.get("id", ""))
+        if state != "SUCCESS":
+            _record(ctx, "not_success", 400, f"trade_state {state}", notification_id=nid,
+                    out_trade_no=out_trade_no, transaction_id=transaction_id)
+            return 400, _fail(f"trade_state {state} is not SUCCESS")
+        outcome = credit_topup(ctx, out_trade_no=out_trade_no, transaction_id=transaction_id,
+                               amount=amount, success_time=success_time, via="notify")
+        status = {"credited": 200, "duplicate": 200, "unknown_order": 404, "amount_mismatch": 400}[outcome]
+        _record(ctx, outcome, status, "" if status == 200 else f"amount {amount}",
+                notification_id=nid, out_trade_no=out_trade_no, transaction_id=transaction_id)
+        if status != 200:
+            return status, _fail(outcome.replace("_", " "))
+        return 200, {"code": "SUCCESS", "message": "成功"}
