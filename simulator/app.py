@@ -32,6 +32,7 @@ from simulator.http.app import create_app
 from simulator.http.middleware import DroppedResponseFilter
 from simulator.sftp import FileSink
 from simulator.sftp.server import start_sftp_server, stop_sftp_server
+from simulator.wechat.dispatcher import run_forever as send_wechat_notifications
 
 DEFAULT_HTTP_PORT = 8600
 DEFAULT_SFTP_PORT = 2222
@@ -64,6 +65,10 @@ class ServeOptions:
     clock_mode: str | None = None
     admin_token: str | None = None
     port_file: Path | None = None
+    # For a server run inside another program (simulator.testing.embedded): setting this
+    # event (from another thread: loop.call_soon_threadsafe(event.set)) shuts it down
+    # gracefully, as SIGTERM does for `banksim serve`.
+    shutdown: asyncio.Event | None = None
 
 
 def is_loopback(host: str) -> bool:
@@ -136,6 +141,11 @@ async def _tick(bank: Bank) -> None:
             bank.flush()
 
 
+async def _exit_when_set(event: asyncio.Event, server: uvicorn.Server) -> None:
+    await event.wait()
+    server.should_exit = True
+
+
 def banner(bank: Bank, http_url: str, out: TextIO, sftp_url: str | None = None) -> None:
     clock = bank.clock_view()
     print(f"banksim: {bank.profile.bank.name} listening", file=out)
@@ -188,7 +198,11 @@ async def serve(options: ServeOptions, out: TextIO = sys.stdout) -> None:
         http_url = f"http://{host}:{port}"
         sftp_url = f"sftp://{host}:{sftp_port}" if sftp_port is not None else None
         ticker = asyncio.create_task(_tick(bank))
+        # WeChat payment notifications fall due as the clock runs (realtime/accelerated).
+        notifier = asyncio.create_task(send_wechat_notifications(app.state.wechat_dispatcher))
         serving = asyncio.create_task(server.serve(sockets=[sock]))
+        stopper = (asyncio.create_task(_exit_when_set(options.shutdown, server))
+                   if options.shutdown is not None else None)
         while not server.started and not serving.done():
             await asyncio.sleep(0.005)
         if server.started:
@@ -205,9 +219,14 @@ async def serve(options: ServeOptions, out: TextIO = sys.stdout) -> None:
                 partial.write_text(json.dumps({"http": port, "url": http_url, "sftp": sftp_port}))
                 partial.replace(options.port_file)
         await serving
-        ticker.cancel()
+        for task in (ticker, stopper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        notifier.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await ticker
+            await notifier
     finally:
         if sftp is not None:
             await stop_sftp_server(sftp)

@@ -36,6 +36,7 @@ from simulator.filedesk import FileDesk
 from simulator.outbox import Outbox
 from simulator.scheduler import Scheduler
 from simulator.store import DB_FILENAME, Store
+from simulator.wechat.channel import WechatChannel
 
 _PROFILE_KEY = "profile"
 _ATTEMPTS_KEPT = 200_000
@@ -105,6 +106,8 @@ class Bank:
             self.files_root = Path(tempfile.mkdtemp(prefix="banksim-files-"))
         self.outbox = Outbox(self.files_root)
         self.files = FileDesk(self)
+        # The fake WeChat Pay channel: its tables, jobs (notifications, T+1 settlement).
+        self.wechat = WechatChannel(self)
         self._apply_profile(profile)
         self._recover()
 

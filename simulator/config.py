@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, time
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -30,6 +31,7 @@ from pydantic import (
     PlainSerializer,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from contracts.codes import CODES
@@ -364,6 +366,122 @@ class BatchSettings(_Model):
         return value
 
 
+def _check_duration(value: str) -> str:
+    from simulator.clock import parse_duration
+
+    parse_duration(value)
+    return value
+
+
+def _check_rate(value: Any) -> Decimal:
+    if isinstance(value, float):
+        raise ValueError("a fee rate must be a decimal string like \"0.0060\", not a number")
+    try:
+        rate = Decimal(str(value))
+    except ArithmeticError:
+        raise ValueError(f"not a decimal fee rate: {value!r}") from None
+    if not rate.is_finite() or not Decimal(0) <= rate < Decimal(1):
+        raise ValueError(f"a fee rate must be at least 0 and below 1, got {value!r}")
+    return rate
+
+
+# Fee rates are Decimal inside and strings in the profile ("0.0060"): never a float.
+FeeRate = Annotated[Decimal, BeforeValidator(_check_rate), PlainSerializer(str, when_used="json")]
+
+
+class WechatMerchant(_Model):
+    """A WeChat Pay merchant (商户号) whose T+1 settlement goes to a platform's 98 account."""
+
+    mchid: str = Field(pattern=r"^[0-9]{6,32}$")
+    appid: str = Field(pattern=r"^[A-Za-z0-9_]{1,32}$")
+    app_id: str = Field(description="the bank platform whose supervision account is credited")
+    api_key: str = Field(min_length=8, description="HMAC key of request and notification signatures")
+    api_v3_key: str = Field(description="exactly 32 bytes: the AES-256-GCM key of resources")
+    fee_rate: FeeRate = Decimal("0.0060")
+
+    @field_validator("api_v3_key")
+    @classmethod
+    def _aes_key(cls, value: str) -> str:
+        if len(value.encode("utf-8")) != 32:
+            raise ValueError("api_v3_key must be exactly 32 bytes (AES-256)")
+        return value
+
+
+class NotifyMatch(_Model):
+    """What a notification fault rule looks at; the regex must match the whole value."""
+
+    out_trade_no: str | None = None
+    amount_min: Fen | None = None
+    amount_max: Fen | None = None
+
+    _regexes = field_validator("out_trade_no")(classmethod(lambda cls, v: _check_regex(v)))
+
+
+class NotifyAction(_Model):
+    drop: bool = False
+    duplicate: bool = False
+    delay: str | None = None
+    ignore_answer: bool = False
+
+    @field_validator("delay")
+    @classmethod
+    def _delay(cls, value: str | None) -> str | None:
+        return None if value is None else _check_duration(value)
+
+
+class NotifyRule(_Model):
+    name: str = ""
+    match: NotifyMatch = NotifyMatch()
+    action: NotifyAction
+
+
+class NotifyRates(_Model):
+    drop: float = Field(default=0.0, ge=0.0, le=1.0)
+    duplicate: float = Field(default=0.0, ge=0.0, le=1.0)
+    delay: float = Field(default=0.0, ge=0.0, le=1.0)
+    delay_by: str = "30m"
+    ignore_answer: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    _durations = field_validator("delay_by")(classmethod(lambda cls, v: _check_duration(v)))
+
+
+class NotifySettings(_Model):
+    # WeChat's own retry schedule after a failed or ignored delivery (about 24 h in all).
+    retry_schedule: list[str] = ["15s", "15s", "30s", "3m", "10m", "20m", "30m", "30m", "30m",
+                                 "60m", "3h", "3h", "3h", "6h", "6h"]
+    timeout_ms: int = Field(default=5_000, ge=1, le=600_000)
+    rules: list[NotifyRule] = []
+    rates: NotifyRates = NotifyRates()
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _schedule(cls, value: list[str]) -> list[str]:
+        for item in value:
+            _check_duration(item)
+        return value
+
+
+class WechatSettings(_Model):
+    """The fake WeChat Pay channel: day boundary, bill and settlement times, merchants."""
+
+    cutover: time = time(0, 0)
+    bill_ready_at: time = time(9, 0)
+    settle_at: time = time(10, 0)
+    merchants: list[WechatMerchant] = []
+    notify: NotifySettings = NotifySettings()
+
+    @field_validator("merchants")
+    @classmethod
+    def _unique(cls, value: list[WechatMerchant]) -> list[WechatMerchant]:
+        ids = [m.mchid for m in value]
+        if len(set(ids)) != len(ids):
+            raise ValueError("mchid values must be unique")
+        return value
+
+    def merchant(self, mchid: str) -> WechatMerchant | None:
+        return next((m for m in self.merchants if m.mchid == mchid), None)
+
+
 class Profile(_Model):
     seed: int = 20260105
     bank: BankPolicy = BankPolicy()
@@ -374,6 +492,7 @@ class Profile(_Model):
     sftp: SftpSettings = SftpSettings()
     images: ImageSettings = ImageSettings()
     batches: BatchSettings = BatchSettings()
+    wechat: WechatSettings = WechatSettings()
 
     @field_validator("platforms")
     @classmethod
@@ -390,6 +509,15 @@ class Profile(_Model):
         if len(set(users)) != len(users):
             raise ValueError("SFTP usernames must be unique")
         return value
+
+    @model_validator(mode="after")
+    def _wechat_platforms(self) -> Profile:
+        known = {p.app_id for p in self.platforms}
+        for i, m in enumerate(self.wechat.merchants):
+            if m.app_id not in known:
+                raise ValueError(f"wechat.merchants.{i}.app_id: no platform {m.app_id!r} "
+                                 f"(platforms: {sorted(known)})")
+        return self
 
     def platform(self, app_id: str) -> Platform | None:
         return next((p for p in self.platforms if p.app_id == app_id), None)

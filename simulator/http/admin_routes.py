@@ -8,11 +8,12 @@ server has an admin token, every call needs ``X-Admin-Token``.
 from __future__ import annotations
 
 import hmac
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -29,8 +30,11 @@ from simulator.errors import (
 from simulator.http.responses import (
     bank_error_handler,
     http_error_handler,
+    json_response,
     validation_error_handler,
 )
+from simulator.wechat.dispatcher import Dispatcher
+from simulator.wechat.errors import WechatError
 
 
 class AdvanceRequest(BaseModel):
@@ -60,7 +64,17 @@ class DepositRequest(BaseModel):
     memo: str = ""
 
 
-def build_admin_app(bank: Bank, token: str | None) -> FastAPI:
+class WechatPayRequest(BaseModel):
+    openid: str | None = Field(default=None, min_length=1, max_length=128)
+    bank_type: str = Field(default="OTHERS", pattern=r"^[A-Z0-9_]{1,32}$")
+
+
+class WechatRefundRequest(BaseModel):
+    amount: str = Field(description="yuan with two decimals")
+    out_refund_no: str | None = Field(default=None, pattern=r"^[0-9A-Za-z_|*@-]{1,64}$")
+
+
+def build_admin_app(bank: Bank, token: str | None, dispatcher: Dispatcher | None = None) -> FastAPI:
     def require_token(x_admin_token: Annotated[str | None, Header()] = None) -> None:
         if token is not None and not (x_admin_token and hmac.compare_digest(x_admin_token, token)):
             raise AdminTokenRequired()
@@ -70,6 +84,8 @@ def build_admin_app(bank: Bank, token: str | None) -> FastAPI:
     admin.add_exception_handler(BankError, bank_error_handler)
     admin.add_exception_handler(RequestValidationError, validation_error_handler)
     admin.add_exception_handler(StarletteHTTPException, http_error_handler)
+    admin.add_exception_handler(WechatError, _wechat_error)
+    sender = dispatcher or Dispatcher(bank)
 
     def _profile_error(exc: ProfileError) -> MalformedRequest:
         return MalformedRequest(str(exc))
@@ -94,7 +110,8 @@ def build_admin_app(bank: Bank, token: str | None) -> FastAPI:
             raise MalformedRequest(str(exc)) from None
         if target < bank.clock.now():
             raise MalformedRequest("the clock never moves backwards")
-        jobs = bank.advance_to(target)
+        # Notifications due on the way are sent at their times, before the answer.
+        jobs = await sender.advance_to(target)
         return {"clock": bank.clock_view(), "jobs_run": jobs}
 
     @admin.post("/clock/next-business-day",
@@ -110,7 +127,7 @@ def build_admin_app(bank: Bank, token: str | None) -> FastAPI:
             while bank.clock.business_date(moment) < bank.clock.business_date(target):
                 moment += timedelta(days=1)
             target = moment if moment >= target else moment + timedelta(days=1)
-        jobs = bank.advance_to(target)
+        jobs = await sender.advance_to(target)
         return {"clock": bank.clock_view(), "jobs_run": jobs}
 
     @admin.put("/clock/mode")
@@ -238,4 +255,57 @@ def build_admin_app(bank: Bank, token: str | None) -> FastAPI:
                      limit: Annotated[int, Query(ge=1, le=10_000)] = 500) -> list[dict[str, Any]]:
         return bank.events(since_id=since_id, kind=kind, limit=limit)
 
+    add_wechat_admin_routes(admin, bank, sender)
     return admin
+
+
+async def _wechat_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, WechatError)
+    return json_response(exc.status, exc.as_dict())
+
+
+def add_wechat_admin_routes(admin: FastAPI, bank: Bank, sender: Dispatcher) -> None:
+    """``/_admin/wechat/*``: the user's side of WeChat Pay, deliveries and settlements."""
+    Mchid = Annotated[str | None, Query(description="only needed when several merchants "
+                                                    "share the out_trade_no")]
+
+    @admin.post("/wechat/orders/{out_trade_no}/pay", tags=["wechat"],
+                summary="The user pays the order now (clock time); the notification is owed")
+    async def wechat_pay(out_trade_no: str, body: WechatPayRequest | None = None,
+                         mchid: Mchid = None) -> dict[str, Any]:
+        body = body or WechatPayRequest()
+        return bank.wechat.pay(out_trade_no, mchid=mchid, openid=body.openid,
+                               bank_type=body.bank_type)
+
+    @admin.post("/wechat/orders/{out_trade_no}/refund", tags=["wechat"],
+                summary="Refund (part of) a paid order now; it goes into today's REFUND bill")
+    async def wechat_refund(out_trade_no: str, body: WechatRefundRequest,
+                            mchid: Mchid = None) -> dict[str, Any]:
+        return bank.wechat.refund(out_trade_no, body.amount, mchid=mchid,
+                                  out_refund_no=body.out_refund_no)
+
+    @admin.get("/wechat/orders", tags=["wechat"],
+               summary="Orders: all, or those paid on one WeChat day (bill_date)")
+    async def wechat_orders(bill_date: Annotated[str | None, Query(
+            pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")] = None) -> list[dict[str, Any]]:
+        day = None
+        if bill_date is not None:
+            try:
+                day = date.fromisoformat(bill_date)
+            except ValueError:
+                raise MalformedRequest(f"bill_date {bill_date!r} is not a date") from None
+        return bank.wechat.orders(day)
+
+    @admin.get("/wechat/notifications", tags=["wechat"],
+               summary="Every delivery attempt (and dropped or pending deliveries)")
+    async def wechat_notifications(out_trade_no: str | None = None) -> list[dict[str, Any]]:
+        return bank.wechat.notifications.listing(out_trade_no)
+
+    @admin.post("/wechat/notifications/deliver", tags=["wechat"],
+                summary="Send every notification due now; returns the attempts made")
+    async def wechat_deliver() -> dict[str, Any]:
+        return {"attempts": await sender.deliver_due()}
+
+    @admin.get("/wechat/settlements", tags=["wechat"], summary="T+1 settlements done")
+    async def wechat_settlements() -> list[dict[str, Any]]:
+        return bank.wechat.settlements()

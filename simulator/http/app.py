@@ -19,6 +19,9 @@ from simulator.http.responses import (
     validation_error_handler,
 )
 from simulator.http.signing import SignatureVerifier
+from simulator.http.wechat_routes import PREFIX as WECHAT_PREFIX
+from simulator.http.wechat_routes import build_wechat_api
+from simulator.wechat.dispatcher import Dispatcher
 
 API_TITLE = "banksim bank API"
 API_VERSION = "1.0.0"
@@ -45,6 +48,11 @@ def create_app(bank: Bank, *, admin_token: str | None = None,
         return {"status": "ok", "bank": bank.profile.bank.name,
                 "clock": bank.clock.now().isoformat()}
 
-    app.mount("/_admin", build_admin_app(bank, admin_token))
+    # The WeChat Pay channel's sender of notifications: drained by the control API after
+    # clock moves, and by the server's background task in realtime/accelerated modes.
+    dispatcher = Dispatcher(bank)
+    app.state.wechat_dispatcher = dispatcher
+    app.mount(WECHAT_PREFIX, build_wechat_api(bank))
+    app.mount("/_admin", build_admin_app(bank, admin_token, dispatcher))
     app.add_middleware(BankApiMiddleware, bank=bank, verifier=verifier or SignatureVerifier())
     return app

@@ -1,0 +1,314 @@
+"""The fake WeChat Pay v3 API under ``/wechat/v3`` (contract: ``contracts/wechat-pay.openapi.yaml``).
+
+A FastAPI app of its own, mounted by :func:`simulator.http.app.create_app`, so it has its own
+errors in the v3 shape (``{"code": "PARAM_ERROR", "message": ...}``) and its own signature
+check (:class:`WechatAuth`, scheme in :mod:`contracts.wechat_signing`): a request with a
+missing or bad ``Authorization``, an unknown merchant or a timestamp outside
+``security.signature_window_seconds`` of the wall clock gets 401 SIGN_ERROR before any
+route runs. Invalid bodies and parameters are 400 PARAM_ERROR, never FastAPI's 422.
+
+Example::
+
+    app.mount("/wechat/v3", build_wechat_api(bank))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from contracts.wechat_signing import SignatureFormatError, parse_authorization, verify_request
+from simulator.bank import Bank
+from simulator.wechat.errors import ParamError, ResourceNotExists, SignError, WechatError
+
+PREFIX = "/wechat/v3"
+OUT_TRADE_NO_PATTERN = r"^[0-9A-Za-z_|*-]{6,32}$"
+_NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
+_JSON = "application/json"
+
+
+# -- bodies ---------------------------------------------------------------------------------
+
+
+class WechatErrorAnswer(BaseModel):
+    code: str = Field(description="PARAM_ERROR, SIGN_ERROR, ORDER_NOT_EXIST, ...")
+    message: str
+
+
+class OrderAmount(BaseModel):
+    total: int = Field(ge=1, le=10_000_000_000, description="fen")
+    currency: Literal["CNY"] = "CNY"
+
+
+class NativeOrderRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    appid: str = Field(min_length=1, max_length=32)
+    mchid: str = Field(min_length=1, max_length=32)
+    description: str = Field(min_length=1, max_length=127, pattern=_NO_CONTROL)
+    out_trade_no: str = Field(pattern=OUT_TRADE_NO_PATTERN)
+    notify_url: str = Field(max_length=256, pattern=r"^https?://[^\s]+$")
+    amount: OrderAmount
+    attach: Annotated[str, Field(max_length=128, pattern=_NO_CONTROL)] | SkipJsonSchema[None] = None
+
+
+class NativeOrderAnswer(BaseModel):
+    code_url: str
+
+
+class CloseRequest(BaseModel):
+    mchid: str = Field(min_length=1, max_length=32)
+
+
+class Payer(BaseModel):
+    openid: str | SkipJsonSchema[None] = None
+
+
+class AnswerAmount(BaseModel):
+    total: int
+    payer_total: int
+    currency: str
+
+
+class OrderAnswer(BaseModel):
+    appid: str
+    mchid: str
+    out_trade_no: str
+    transaction_id: str | SkipJsonSchema[None] = None
+    trade_type: str
+    trade_state: Literal["SUCCESS", "NOTPAY", "CLOSED", "REFUND"]
+    trade_state_desc: str
+    bank_type: str | SkipJsonSchema[None] = None
+    success_time: str | SkipJsonSchema[None] = None
+    payer: Payer
+    amount: AnswerAmount
+    attach: str | SkipJsonSchema[None] = None
+
+
+class BillAnswer(BaseModel):
+    hash_type: Literal["SHA1"]
+    hash_value: str
+    download_url: str
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {s: {"model": WechatErrorAnswer, "description": "an error in the v3 shape"}
+            for s in statuses}
+
+
+# -- transport --------------------------------------------------------------------------------
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    payload = orjson.dumps(body)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", _JSON.encode()),
+                            (b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+class WechatAuth:
+    """Pure ASGI check of the v3 ``Authorization`` header over the exact bytes received."""
+
+    def __init__(self, app: ASGIApp, bank: Bank, wall: Callable[[], float] = time.time) -> None:
+        self.app = app
+        self.bank = bank
+        self.wall = wall
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.bank.profile.security.max_body_bytes
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await _send_json(send, 400, ParamError(f"body exceeds {limit} bytes").as_dict())
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        try:
+            mchid = self._verify(scope, body)
+        except WechatError as err:
+            await _send_json(send, err.status, err.as_dict())
+            return
+        scope.setdefault("state", {})["mchid"] = mchid
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    def _verify(self, scope: Scope, body: bytes) -> str:
+        header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
+        if not header:
+            raise SignError("send an Authorization header (WECHATPAY2-SHA256-HMAC)")
+        try:
+            auth = parse_authorization(header)
+        except SignatureFormatError as exc:
+            raise SignError(str(exc)) from None
+        merchant = self.bank.profile.wechat.merchant(auth.mchid)
+        if merchant is None:
+            raise SignError(f"unknown mchid {auth.mchid}")
+        # The signature covers the path exactly as sent (mount prefix and percent-encoding).
+        path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+        query = scope.get("query_string", b"").decode("latin-1")
+        if not verify_request(merchant.api_key, header, scope["method"],
+                              path + ("?" + query if query else ""), body):
+            raise SignError("the signature does not match the request")
+        window = self.bank.profile.security.signature_window_seconds
+        if abs(self.wall() - int(auth.timestamp)) > window:
+            raise SignError(f"timestamp is more than {window} s from the channel's clock")
+        return auth.mchid
+
+
+# -- error handlers ---------------------------------------------------------------------------
+
+
+def _json(status: int, body: dict[str, Any]) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type=_JSON)
+
+
+async def _wechat_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, WechatError)
+    return _json(exc.status, exc.as_dict())
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc'] if p != 'body') or 'body'}: {err['msg']}"
+        for err in exc.errors())
+    return _json(400, ParamError(problems[:1000]).as_dict())
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    err: WechatError = (ResourceNotExists(str(exc.detail)) if exc.status_code in (404, 405)
+                        else ParamError(str(exc.detail)))
+    return _json(err.status, err.as_dict())
+
+
+# -- the API ------------------------------------------------------------------------------------
+
+OutTradeNo = Annotated[str, Path(pattern=OUT_TRADE_NO_PATTERN)]
+Mchid = Annotated[str, Query(min_length=1, max_length=32)]
+
+
+def _signer(request: Request, claimed: str) -> str:
+    mchid = str(request.state.mchid)
+    if claimed != mchid:
+        raise ParamError(f"mchid {claimed} is not the merchant that signed ({mchid})")
+    return mchid
+
+
+def _parse_day(text: str) -> date:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").date()
+    except ValueError:
+        raise ParamError(f"bill_date {text!r} is not a date (yyyy-MM-dd)") from None
+
+
+def build_wechat_api(bank: Bank, *, wall: Callable[[], float] = time.time) -> FastAPI:
+    """The v3 API as an app of its own, to be mounted at :data:`PREFIX`."""
+    api = FastAPI(title="banksim fake WeChat Pay (API v3)", version="1.0.0",
+                  docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
+    api.add_exception_handler(WechatError, _wechat_error)
+    api.add_exception_handler(RequestValidationError, _validation_error)
+    api.add_exception_handler(StarletteHTTPException, _http_error)
+
+    @api.post("/pay/transactions/native", operation_id="create_native_order",
+              response_model=NativeOrderAnswer, responses=_errors(400, 401, 403),
+              summary="Create a NATIVE (QR code) order; the same content again, the same answer")
+    async def create_native(body: NativeOrderRequest, request: Request) -> Response:
+        mchid = str(request.state.mchid)
+        return _json(200, bank.wechat.create_order(mchid, body.model_dump()))
+
+    @api.get("/pay/transactions/out-trade-no/{out_trade_no}", operation_id="query_order",
+             response_model=OrderAnswer, response_model_exclude_none=True,
+             responses=_errors(400, 401, 404), summary="An order by the merchant's order number")
+    async def query(out_trade_no: OutTradeNo, mchid: Mchid, request: Request) -> Response:
+        return _json(200, bank.wechat.query_order(_signer(request, mchid), out_trade_no))
+
+    @api.post("/pay/transactions/out-trade-no/{out_trade_no}/close", operation_id="close_order",
+              status_code=204, response_class=Response, responses=_errors(400, 401, 404),
+              summary="Close an unpaid order")
+    async def close(out_trade_no: OutTradeNo, body: CloseRequest, request: Request) -> Response:
+        bank.wechat.close_order(_signer(request, body.mchid), out_trade_no)
+        return Response(status_code=204)
+
+    @api.get("/bill/tradebill", operation_id="get_trade_bill", response_model=BillAnswer,
+             responses=_errors(400, 401),
+             summary="Where to download a day's trade bill (from T+1 bill_ready_at on)")
+    async def trade_bill(request: Request,
+                         bill_date: Annotated[str, Query(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")],
+                         bill_type: Literal["ALL", "SUCCESS", "REFUND"] = "ALL") -> Response:
+        mchid = str(request.state.mchid)
+        merchant = bank.wechat.merchant(mchid)
+        assert merchant is not None  # WechatAuth only lets known merchants through
+        day = _parse_day(bill_date)
+        data = bank.wechat.bill(mchid, day, bill_type)
+        token = bank.wechat.bill_token(merchant, day, bill_type)
+        host = request.headers.get("host")
+        path = f"{PREFIX}/billdownload/file?token={token}"
+        url = f"{request.url.scheme}://{host}{path}" if host else path
+        return _json(200, {"hash_type": "SHA1", "hash_value": hashlib.sha1(data).hexdigest(),
+                           "download_url": url})
+
+    @api.get("/billdownload/file", operation_id="download_bill", response_class=Response,
+             responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
+                              "description": "the bill (UTF-8, CRLF, contracts/wechat_bill.py)"},
+                        **_errors(400, 401)},
+             summary="The bill's bytes")
+    async def download(request: Request,
+                       token: Annotated[str, Query(min_length=1, max_length=128)]) -> Response:
+        mchid = str(request.state.mchid)
+        merchant = bank.wechat.merchant(mchid)
+        assert merchant is not None
+        day, bill_type = bank.wechat.read_bill_token(merchant, token)
+        return Response(bank.wechat.bill(mchid, day, bill_type),
+                        media_type="text/csv; charset=utf-8")
+
+    def openapi() -> dict[str, Any]:
+        # Validation errors are answered as 400 PARAM_ERROR, so FastAPI's generated 422
+        # (and its schemas) would document an answer the API never gives.
+        if api.openapi_schema is None:
+            doc = get_openapi(title=api.title, version=api.version, routes=api.routes)
+            for item in doc.get("paths", {}).values():
+                for op in item.values():
+                    op.get("responses", {}).pop("422", None)
+            schemas = doc.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+            api.openapi_schema = doc
+        return api.openapi_schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
+    api.add_middleware(WechatAuth, bank=bank, wall=wall)
+    return api
