@@ -158,10 +158,18 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="the readable report of a day")
     rp.add_argument("--date", required=True)
     rp.add_argument("--with-bank", action="store_true")
+    # The demo starts its own simulator and store; its options are its own (see platform_client.demo).
+    sub.add_parser("demo", help="run the end-to-end demo: a simulated bank, users and T+1 days",
+                   add_help=False)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["demo"]:
+        from platform_client import demo
+
+        return demo.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config, store_path=args.store_path, bank_url=args.bank_url,

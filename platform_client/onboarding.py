@@ -79,7 +79,12 @@ def open_account(ctx: Context, user_id: str, serial: str | None = None) -> str:
 
 
 def upload_images(ctx: Context, user_id: str, front: bytes | None = None, back: bytes | None = None) -> None:
-    """Send both sides of the ID card (default: generated PNGs) under their final names."""
+    """Send both sides of the ID card (default: generated PNGs) under their final names.
+
+    The bank never overwrites an accepted file, so images sent again (after a rejection)
+    go under the next attempt number: ``<account_no>_front_2.png``. An attempt whose files
+    already hold these very bytes (an upload that completed before a crash) is reused.
+    """
     user = _user(ctx, user_id)
     if not user["account_no"]:
         raise StepRefused(f"user {user_id} has no account yet: open it first")
@@ -87,8 +92,24 @@ def upload_images(ctx: Context, user_id: str, front: bytes | None = None, back: 
     front = front if front is not None else id_card_png(f"{user['id_number']}-front")
     back = back if back is not None else id_card_png(f"{user['id_number']}-back")
     with ctx.sftp() as sftp:
-        sftp.upload(IMAGES_DIR, f"{account_no}_front.png", front)
-        sftp.upload(IMAGES_DIR, f"{account_no}_back.png", back)
+        present = set(sftp.listdir(IMAGES_DIR))
+        for attempt in range(1, MAX_IMAGE_ATTEMPTS + 1):
+            names = [image_name(account_no, side, attempt) for side in ("front", "back")]
+            held = [(name, data) for name, data in zip(names, (front, back), strict=True) if name in present]
+            if all(sftp.read(f"{IMAGES_DIR}/{name}") == data for name, data in held):
+                break
+        else:
+            raise StepRefused(f"user {user_id}: {MAX_IMAGE_ATTEMPTS} image attempts used up")
+        sftp.upload(IMAGES_DIR, names[0], front)
+        sftp.upload(IMAGES_DIR, names[1], back)
+
+
+MAX_IMAGE_ATTEMPTS = 99
+
+
+def image_name(account_no: str, side: str, attempt: int) -> str:
+    """``<account_no>_<side>.png`` for the first attempt, ``_<side>_<n>.png`` after it."""
+    return f"{account_no}_{side}.png" if attempt == 1 else f"{account_no}_{side}_{attempt}.png"
 
 
 def refresh_account(ctx: Context, user_id: str) -> dict[str, Any]:

@@ -92,7 +92,8 @@ def report_data(ctx: Context, day: str, *, with_bank: bool = False) -> dict[str,
             "alerts": alerts, "notifications": rejected, "balances": check_balances(ctx, with_bank=with_bank)}
 
 
-def render_report(ctx: Context, day: str, *, with_bank: bool = False) -> str:
+def render_report(ctx: Context, day: str, *, with_bank: bool = False, per_user: bool = True) -> str:
+    """The day's report; ``per_user=False`` sums the users up in one line (large populations)."""
     data = report_data(ctx, day, with_bank=with_bank)
     out = [f"Platform report for {day} (made {ctx.now_iso()})", "", "Reconciliation (WeChat bill vs orders)"]
     out += data["reconciliation"]
@@ -103,7 +104,13 @@ def render_report(ctx: Context, day: str, *, with_bank: bool = False) -> str:
     bal = data["balances"]
     out += ["", f"Balance check: {'OK' if bal['ok'] else 'DIFFERENCES'}"]
     out += [f"  - {d}" for d in bal["differences"]]
-    for u in bal["users"]:
+    if not per_user:
+        users = bal["users"]
+        platform = sum(u["in_transit"] + u["cash_available"] + u["cash_frozen"] for u in users)
+        bank = sum(u["bank_balance"] or 0 for u in users)
+        out.append(f"  {len(users)} users: platform {_yuan(platform)} (in transit "
+                   f"{_yuan(sum(u['in_transit'] for u in users))}), bank Class III total {_yuan(bank)}")
+    for u in bal["users"] if per_user else []:
         out.append(f"  {u['user_id']}: in transit {_yuan(u['in_transit'])}, cash {_yuan(u['cash_available'])}"
                    f" (+{_yuan(u['cash_frozen'])} frozen), bank {_yuan(u['bank_balance'])}")
     sup = bal["supervision"]

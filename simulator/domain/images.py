@@ -1,7 +1,9 @@
 """ID-card images: intake over SFTP and the review that activates an account.
 
 Naming convention (upload/images/): ``<account_no>_front.jpg`` and ``<account_no>_back.jpg``
-(``.jpeg`` and ``.png`` too). An image is checked on arrival: the name, the account (it
+(``.jpeg`` and ``.png`` too); a later attempt adds its number, ``<account_no>_front_2.jpg``,
+because the bank never overwrites an accepted file (docs/sftp.md) and a rejected image
+must be sent again. An image is checked on arrival: the name, the account (it
 must be the platform's own), the size limit and the file's real signature (JPEG
 ``FF D8 FF``, PNG ``89 50 4E 47 0D 0A 1A 0A``), not its extension. Review is a job on the
 virtual clock, ``images.review_delay`` after the first image of an account arrives: with
@@ -21,8 +23,8 @@ from simulator.errors import FileBadField, FileTooLarge, NoSuchAccount
 from simulator.events import record_event
 from simulator.store import Store
 
-NAME = re.compile(r"^(?P<account>[0-9]{10,32})_(?P<side>front|back)\.(?P<ext>jpe?g|png)$",
-                  re.IGNORECASE)
+NAME = re.compile(r"^(?P<account>[0-9]{10,32})_(?P<side>front|back)(?:_(?P<attempt>[2-9]|[1-9][0-9]{1,2}))?"
+                  r"\.(?P<ext>jpe?g|png)$", re.IGNORECASE)
 _SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG"}
 
 
@@ -44,7 +46,7 @@ def receive_image(store: Store, *, app_id: str, file_name: str, path: Path, max_
     """Record an arrived image, or raise a coded error naming what is wrong with it."""
     m = NAME.match(file_name)
     if m is None:
-        raise FileBadField(f"{file_name!r} is not <account_no>_front|back.jpg|png")
+        raise FileBadField(f"{file_name!r} is not <account_no>_front|back[_<attempt>].jpg|png")
     account_no, side = m["account"], m["side"].lower()
     row = store.one("SELECT app_id, status, image_status FROM accounts WHERE account_no = ?",
                     (account_no,))
