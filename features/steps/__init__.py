@@ -1,0 +1,17 @@
+"""The step library shared by the English and Chinese feature files.
+
+* :mod:`features.steps.types`: typed parameters (money in fen, moments like ``T+1 10:00``);
+* :mod:`features.steps.people`: seeded faker identities with valid five elements;
+* :mod:`features.steps.context`: the scenario context fixture's class;
+* :mod:`features.steps.account_steps`, :mod:`~features.steps.batch_steps`,
+  :mod:`~features.steps.clock_steps`, :mod:`~features.steps.money_steps`: the steps.
+
+``features/STEPS.md`` lists every phrase (``python -m features.catalogue`` writes it).
+"""
+
+STEP_MODULES = (
+    "features.steps.account_steps",
+    "features.steps.batch_steps",
+    "features.steps.clock_steps",
+    "features.steps.money_steps",
+)
