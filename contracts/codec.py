@@ -48,6 +48,7 @@ __all__ = [
     "LAYOUT_NAMES",
     "REQUEST_LAYOUTS",
     "DecodedFile",
+    "DetailBlock",
     "FileFormatError",
     "FileReader",
     "FileWriter",
@@ -209,6 +210,63 @@ class FileReader:
             raise FileFormatError("4002", f"the file ends without its trailer ({trailer.tag}|END|...): "
                                           "truncated?", line_no + 1)
 
+    def blocks(self) -> Iterator[DetailBlock]:
+        """The details block by block: ``DetailBlock(first line no, lines, values)``.
+
+        The bulk form of iterating the reader (use one or the other, once): a block holds
+        the detail lines of one read (a few thousand), each line as decoded (its ``\\r``
+        kept, when the layout ends lines with CRLF) beside its values. A line that breaks
+        the layout ends the block before it: the block is handed out first, then the error
+        is raised, so a receiver checking records in order reports the first fault by line.
+
+            for block in reader.blocks():
+                for line_no, values in zip(block.line_numbers(), block.values): ...
+        """
+        if self._iterated:
+            raise RuntimeError("a FileReader is iterated once")
+        self._iterated = True
+        detail = self.layout.detail
+        match, convert = detail.match, detail.convert
+        trailer = self.layout.trailer
+        trailer_start = trailer.tag + self.layout.separator if trailer is not None else None
+        line_no = 1
+        block: list[str] | None = self._first[1:]
+        self._first = []
+        while block is not None:
+            first = line_no + 1
+            values: list[Values] = []
+            add = values.append
+            error: FileFormatError | None = None
+            try:
+                for line in block:
+                    line_no += 1
+                    m = match(line)
+                    if m is None:
+                        if trailer_start is not None and line.startswith(trailer_start):
+                            line_no -= 1
+                            break
+                        error = detail.diagnose(line)
+                        error.line = line_no
+                        break
+                    add(convert(m.groups()))
+            except FileFormatError as exc:
+                exc.line = line_no
+                error = exc
+            n = len(values)
+            if n:
+                self.lines = first + n - 1
+                yield DetailBlock(first, block[:n] if n < len(block) else block, values)
+            if error is not None:
+                raise error
+            if n < len(block):  # the trailer
+                line_no = first + n
+                self._finish(block[n], line_no, more=n + 1 < len(block))
+                return
+            block = next(self._blocks, None)
+        if trailer is not None and trailer.required:
+            raise FileFormatError("4002", f"the file ends without its trailer ({trailer.tag}|END|...): "
+                                          "truncated?", line_no + 1)
+
     def _finish(self, line: str, line_no: int, *, more: bool) -> None:
         """Parse the trailer, check its line count, and that nothing follows it."""
         assert self.layout.trailer is not None
@@ -252,6 +310,17 @@ def _decoded_blocks(fileobj: ReadableBinary, layout: Layout, size: int) -> Itera
             raise FileFormatError("4002", f"line longer than {limit} bytes", done + 1)
     if rest:
         raise FileFormatError("4002", f"the last line has no {layout.line_ending}: truncated?", done + 1)
+
+
+class DetailBlock(NamedTuple):
+    """Consecutive detail lines of a file: the first one's line number, texts, values."""
+
+    first_line: int
+    lines: list[str]
+    values: list[Values]
+
+    def line_numbers(self) -> range:
+        return range(self.first_line, self.first_line + len(self.values))
 
 
 class DecodedFile(NamedTuple):

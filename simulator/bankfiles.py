@@ -17,10 +17,11 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 
-from contracts.codec import FileWriter, load_layout, rejection_file_name
+from contracts.codec import FileWriter, encode_record, load_layout, rejection_file_name
 from contracts.codes import CODES
 from simulator.clock import from_us
 from simulator.config import FileFaultAction
+from simulator.domain.batchrecords import result_chunks, successful_records
 from simulator.outbox import Outbox
 from simulator.store import Store
 
@@ -53,30 +54,13 @@ def return_file_names(request_file_name: str, fault: FileFaultAction | None) -> 
     return [name, name.replace("_RET.txt", "_RET_R1.txt")] if fault and fault.twice else [name]
 
 
-def _return_details(store: Store, app_id: str, batch_no: str, skip_last: int,
-                    total: int) -> Iterator[dict[str, Any]]:
-    keep = total - skip_last
-    last = 0
-    while last < keep:
-        rows = store.all(
-            "SELECT seq, serial, account_no, account_name, amount_fen, bank_serial, result, code, "
-            "reason, finished_us FROM batch_records WHERE app_id = ? AND batch_no = ? AND seq > ? "
-            "ORDER BY seq LIMIT 5000", (app_id, batch_no, last))
-        if not rows:
-            return
-        for r in rows:
-            last = r["seq"]
-            if last > keep:
-                return
-            yield {"seq": r["seq"], "serial": r["serial"], "account_no": r["account_no"],
-                   "account_name": r["account_name"], "amount": r["amount_fen"],
-                   "bank_serial": r["bank_serial"], "result": r["result"], "code": r["code"],
-                   "reason": r["reason"], "finished_at": _naive(r["finished_us"])}
-
-
 def write_return(store: Store, outbox: Outbox, *, app_id: str, merchant: str, batch_no: str,
                  fault: FileFaultAction | None) -> list[str]:
-    """Write the batch's return file(s); returns the names written."""
+    """Write the batch's return file(s); returns the names written.
+
+    The detail lines are the ones processing stored (already the file's bytes), streamed
+    chunk by chunk between a header and a trailer made with the codec.
+    """
     b = store.one("SELECT * FROM batches WHERE app_id = ? AND batch_no = ?", (app_id, batch_no))
     assert b is not None and b["processed_us"] is not None
     name = return_file_name(b["file_name"], fault)
@@ -89,14 +73,23 @@ def write_return(store: Store, outbox: Outbox, *, app_id: str, merchant: str, ba
         "success_amount": b["success_fen"], "fail_count": b["record_count"] - b["success_count"],
         "fail_amount": fail_fen, "processed_at": _naive(b["processed_us"]),
     }
-    skip = fault.missing_records if fault else 0
+    # missing_records: the last N detail lines stay out ("still processing").
+    keep = b["record_count"] - (fault.missing_records if fault else 0)
     with outbox.write(app_id, RETURNS, name) as fh:
-        writer = FileWriter(layout, fh)
-        writer.write_header(header)
-        for detail in _return_details(store, app_id, batch_no, skip, b["record_count"]):
-            writer.write_detail(detail)
+        fh.write(encode_record(layout, "header", header))
+        lines = 1
+        for data, _ in result_chunks(store, app_id, batch_no):
+            if lines - 1 >= keep:
+                break
+            count = data.count(b"\n")
+            if lines - 1 + count > keep:
+                cut = keep - (lines - 1)
+                data = b"".join(line + b"\r\n" for line in data.split(b"\r\n")[:cut])
+                count = cut
+            fh.write(data)
+            lines += count
         if not (fault and fault.truncated):
-            writer.write_trailer()
+            fh.write(encode_record(layout, "trailer", {"line_count": lines + 1}))
         fh.flush()
         if fault and fault.truncated:
             # Cut inside a line, as a transfer that stopped half-way would.
@@ -117,18 +110,39 @@ def write_rejection(outbox: Outbox, *, app_id: str, file_name: str, batch_no: st
     with outbox.write(app_id, RETURNS, name) as fh:
         writer = FileWriter(layout, fh)
         writer.write_header({
-            "original_file_name": file_name, "batch_no": batch_no or "",
+            "original_file_name": _fit(file_name, 255) or "_", "batch_no": batch_no or "",
             "business_date": business_date, "code": code,
-            "reason": f"{CODES[code].message_zh}: {reason}" if reason else CODES[code].message_zh,
+            "reason": _fit(f"{CODES[code].message_zh}: {reason}" if reason else CODES[code].message_zh, 256),
             "rejected_at": _naive(at_us)})
         if line is not None:
             writer.write_detail({"line_no": line, "code": code, "reason": CODES[code].message_zh})
     return name
 
 
+def _fit(text: str, max_bytes: int) -> str:
+    """``text`` as a rejection field can carry it: the platform must hear about every file.
+
+    A reason may quote the bad line and a name may hold anything an SFTP client sent: the
+    separator becomes ``/``, control characters and characters GBK lacks become ``?``, and
+    the text is cut to the field's GBK bytes (with ``...`` when cut).
+    """
+    clean = "".join("/" if c == "|" else "?" if c < " " or c == "\x7f" else c for c in text)
+    clean = clean.encode("gbk", errors="replace").decode("gbk")
+    if len(clean.encode("gbk")) <= max_bytes:
+        return clean
+    while len(clean.encode("gbk")) > max_bytes - 3:
+        clean = clean[:-1]
+    return clean + "..."
+
+
 def write_statement(store: Store, outbox: Outbox, *, app_id: str, account_no: str,
                     business_date: date) -> str:
-    """The account's postings of one business date, with opening and closing balances."""
+    """The account's postings of one business date, with opening and closing balances.
+
+    A posting that is the only one on its side of a transaction with several legs on the
+    other (a batch's one posting for all its records) is listed leg by leg: one line per
+    record, with its own amount, counterparty and memo, as the platform reconciles them.
+    """
     acct = store.one("SELECT name, balance_fen FROM accounts WHERE account_no = ?", (account_no,))
     assert acct is not None
     day = business_date.isoformat()
@@ -136,15 +150,23 @@ def write_statement(store: Store, outbox: Outbox, *, app_id: str, account_no: st
         "SELECT COALESCE(SUM(p.amount_fen), 0) FROM postings p JOIN txns t ON t.id = p.txn_id "
         "WHERE p.account_no = ? AND t.business_date > ?", (account_no, day)))
     rows = store.all(
-        "SELECT p.amount_fen, t.id, t.kind, t.at_us, t.ref, t.memo, "
+        "SELECT p.id AS posting, p.amount_fen, t.id, t.kind, t.at_us, t.ref, t.memo AS txn_memo, "
+        "COALESCE(p.memo, t.memo) AS memo, "
         "(SELECT q.account_no FROM postings q WHERE q.txn_id = t.id AND q.account_no <> p.account_no "
-        " ORDER BY q.id LIMIT 1) AS counterparty "
+        " ORDER BY q.id LIMIT 1) AS counterparty, "
+        "(SELECT COUNT(*) FROM postings q WHERE q.txn_id = t.id) AS legs, "
+        "(SELECT COUNT(*) FROM postings q WHERE q.txn_id = t.id "
+        " AND (q.amount_fen > 0) = (p.amount_fen > 0)) AS same_side "
         "FROM postings p JOIN txns t ON t.id = p.txn_id "
         "WHERE p.account_no = ? AND t.business_date = ? ORDER BY p.id", (account_no, day))
     closing = acct["balance_fen"] - after
     opening = closing - sum(r["amount_fen"] for r in rows)
-    credits = [r["amount_fen"] for r in rows if r["amount_fen"] > 0]
-    debits = [-r["amount_fen"] for r in rows if r["amount_fen"] < 0]
+    counts = {"C": [0, 0], "D": [0, 0]}
+    for r in rows:
+        lines = r["legs"] - 1 if _itemized(r) else 1
+        side = counts["C" if r["amount_fen"] > 0 else "D"]
+        side[0] += lines
+        side[1] += abs(r["amount_fen"])
     name = f"ST_{account_no}_{business_date:%Y%m%d}.txt"
     layout = load_layout("statement")
     with outbox.write(app_id, STATEMENTS, name) as fh:
@@ -152,18 +174,42 @@ def write_statement(store: Store, outbox: Outbox, *, app_id: str, account_no: st
         writer.write_header({
             "account_no": account_no, "account_name": acct["name"], "business_date": business_date,
             "opening_balance": opening, "closing_balance": closing,
-            "credit_count": len(credits), "credit_amount": sum(credits),
-            "debit_count": len(debits), "debit_amount": sum(debits)})
+            "credit_count": counts["C"][0], "credit_amount": counts["C"][1],
+            "debit_count": counts["D"][0], "debit_amount": counts["D"][1]})
         balance = opening
-        for seq, r in enumerate(rows, start=1):
-            balance += r["amount_fen"]
-            writer.write_detail({
-                "seq": seq, "posted_at": _naive(r["at_us"]),
-                "direction": "C" if r["amount_fen"] > 0 else "D", "amount": abs(r["amount_fen"]),
-                "balance_after": balance, "txn_kind": _STATEMENT_KINDS.get(r["kind"], "ADJUSTMENT"),
-                "reference": r["ref"] or f"T{r['id']}", "counterparty_account": r["counterparty"] or "",
-                # 30 characters stay inside the layout's 60 GBK bytes even when all are Chinese.
-                "memo": (r["memo"] or "")[:30]})
+        seq = 0
+        for r in rows:
+            base = {"posted_at": _naive(r["at_us"]),
+                    "txn_kind": _STATEMENT_KINDS.get(r["kind"], "ADJUSTMENT"),
+                    "reference": r["ref"] or f"T{r['id']}"}
+            for amount, counterparty, memo in _statement_lines(store, r):
+                seq += 1
+                balance += amount
+                writer.write_detail({
+                    **base, "seq": seq, "direction": "C" if amount > 0 else "D", "amount": abs(amount),
+                    "balance_after": balance, "counterparty_account": counterparty or "",
+                    # 30 characters stay inside the layout's 60 GBK bytes even when all are Chinese.
+                    "memo": (memo or "")[:30]})
         writer.write_trailer()
     return name
 
+
+def _itemized(r: Any) -> bool:
+    return bool(r["legs"] > 2 and r["same_side"] == 1)
+
+
+def _statement_lines(store: Store, r: Any) -> Iterator[tuple[int, str | None, str | None]]:
+    """``(amount, counterparty, memo)`` of the statement lines of one posting."""
+    if not _itemized(r):
+        yield r["amount_fen"], r["counterparty"], r["memo"]
+        return
+    batch = store.one("SELECT app_id, batch_no FROM batches WHERE txn_id = ?", (r["id"],))
+    if batch is not None:
+        # A batch's transaction: its records, in file order, from the batch itself.
+        sign = 1 if r["amount_fen"] > 0 else -1
+        for account_no, amount, memo in successful_records(store, batch["app_id"], batch["batch_no"]):
+            yield sign * amount, account_no, memo or r["kind"]
+        return
+    for q in store.conn.execute("SELECT account_no, amount_fen, memo FROM postings WHERE txn_id = ? "
+                                "AND id <> ? ORDER BY id", (r["id"], r["posting"])):
+        yield -q["amount_fen"], q["account_no"], q["memo"] or r["txn_memo"]

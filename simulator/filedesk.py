@@ -30,6 +30,7 @@ from simulator.bankfiles import return_file_names, write_rejection, write_return
 from simulator.clock import from_us, parse_duration
 from simulator.config import FileFaultAction
 from simulator.domain import images
+from simulator.domain.batchrecords import adopt_legacy, manifest_records
 from simulator.domain.intake import accept_file
 from simulator.domain.outcomes import decide_file_fault
 from simulator.domain.processing import process_batch
@@ -259,9 +260,13 @@ class FileDesk:
         self.bank.store.flush()
 
     def recover(self) -> None:
-        """At start: drop unfinished files, publish what is owed, re-take stranded uploads."""
+        """At start: drop unfinished files, adopt an older version's batch records, publish
+        what is owed, re-take stranded uploads."""
         bank = self.bank
         bank.outbox.remove_partials()
+        if bank.store.one("SELECT 1 FROM batch_records LIMIT 1") is not None:
+            with bank.store.transaction():
+                log.warning("moved %d batches of an older version into chunks", adopt_legacy(bank.store))
         self._maybe_owed = True
         self.publish()
         for p in bank.profile.platforms:
@@ -303,15 +308,7 @@ class FileDesk:
                                 (app_id, batch_no))
         if b is None:
             raise NotFound(f"no batch {batch_no} for {app_id}")
-        records = [
-            {"seq": r["seq"], "serial": r["serial"], "account_no": r["account_no"],
-             "account_name": r["account_name"], "amount": format_fen(r["amount_fen"]),
-             "result": r["result"], "code": r["code"], "reason": r["reason"],
-             "decided_by": r["decided_by"], "bank_serial": r["bank_serial"]}
-            for r in self.bank.store.all(
-                "SELECT * FROM batch_records WHERE app_id = ? AND batch_no = ? ORDER BY seq LIMIT 100000",
-                (app_id, batch_no))
-        ]
+        records = manifest_records(self.bank.store, app_id, batch_no, limit=100_000)
         return {**self._batch_view(dict(b)), "records": records}
 
     def force(self, app_id: str, batch_no: str, step: str) -> list[dict[str, Any]]:

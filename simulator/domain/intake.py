@@ -12,7 +12,6 @@ leaves nothing behind. A refused file raises a :class:`~simulator.errors.FileRej
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -38,7 +37,6 @@ from simulator.errors import (
 from simulator.store import Store
 
 KIND_BY_LAYOUT = {"disbursement_request": "DF", "withholding_request": "DK"}
-_CHUNK = 5_000
 
 
 @dataclass(frozen=True)
@@ -135,38 +133,82 @@ def _check_header(store: Store, app_id: str, platform: Platform, kind: str,
 
 
 def _store_records(store: Store, app_id: str, batch_no: str, reader: FileReader) -> tuple[int, int]:
+    """Check seq order and serials, store the lines in chunks; returns (count, total fen)."""
     count = total = 0
-    rows: list[tuple[Any, ...]] = []
-    for line_no, d in reader:
-        count += 1
-        if d["seq"] != count:
-            raise FileStructure(f"seq {d['seq']} where {count} was expected", line=line_no)
-        total += d["amount"]
-        rows.append((app_id, batch_no, count, str(d["serial"]), str(d["account_no"]),
-                     str(d["account_name"]), d["amount"], str(d.get("memo") or ""),
-                     d.get("agreement_no") or None))
-        if len(rows) >= _CHUNK:
-            _insert(store, rows)
-            rows = []
-    if rows:
-        _insert(store, rows)
+    registry = _Registry(store, app_id, batch_no)
+    for chunk, block in enumerate(reader.blocks()):
+        values = block.values
+        seqs = [d["seq"] for d in values]
+        if seqs != list(range(count + 1, count + 1 + len(seqs))):
+            bad = next(i for i, (got, want) in enumerate(zip(seqs, range(count + 1, count + 1 + len(seqs)),
+                                                              strict=True)) if got != want)
+            # Serials of the lines before the bad one are checked first: faults in line order.
+            registry.add(chunk, count, values[:bad])
+            raise FileStructure(f"seq {seqs[bad]} where {count + bad + 1} was expected",
+                                line=block.first_line + bad)
+        registry.add(chunk, count, values)
+        store.execute(
+            "INSERT INTO batch_chunks(app_id, batch_no, chunk, first_seq, count, lines) "
+            "VALUES (?, ?, ?, ?, ?, ?)", (app_id, batch_no, chunk, count + 1, len(values),
+                                          "\n".join(block.lines)))
+        count += len(values)
+        total += sum(d["amount"] for d in values)
     return count, total
 
 
-def _insert(store: Store, rows: list[tuple[Any, ...]]) -> None:
-    try:
-        store.conn.executemany(
-            "INSERT INTO batch_records(app_id, batch_no, seq, serial, account_no, account_name, "
-            "amount_fen, memo, agreement_no) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    except sqlite3.IntegrityError:
-        # The unique index found a serial twice; name the line of its second appearance.
-        # Rows of this chunk before the culprit are already in, so the first row whose
-        # serial is in the store under an earlier seq is it (data lines are seq + 1).
-        for row in rows:
-            first = store.scalar(
-                "SELECT MIN(seq) FROM batch_records WHERE app_id = ? AND batch_no = ? AND serial = ?",
-                (row[0], row[1], row[3]))
-            if first is not None and first < row[2]:
-                raise FileDuplicateSerial(f"serial {row[3]} already on line {first + 1}",
-                                          line=row[2] + 1) from None
-        raise FileDuplicateSerial("a record serial appears twice in the file") from None
+class _Registry:
+    """A platform's record serials: the first batch to bring a serial owns it.
+
+    A serial twice in one file refuses the file (4006). A serial another batch already
+    holds is noted in ``serial_conflicts``; processing decides from those few rows whether
+    an earlier processed batch used it (3051). The common case, no serial seen before,
+    costs one bulk insert per chunk.
+    """
+
+    def __init__(self, store: Store, app_id: str, batch_no: str) -> None:
+        self.store = store
+        self.app_id = app_id
+        self.batch_no = batch_no
+        self.contested: dict[str, int] = {}  # serial -> seq, serials other batches hold
+
+    def add(self, chunk: int, before: int, values: list[dict[str, Any]]) -> None:
+        if not values:
+            return
+        conn = self.store.conn
+        app_id, batch_no = self.app_id, self.batch_no
+        conn.execute("SAVEPOINT serials")
+        added = self.store.insert_rows("INSERT OR IGNORE INTO record_serials(app_id, serial, batch_no)",
+                                       [(app_id, d["serial"], batch_no) for d in values])
+        if added == len(values):
+            conn.execute("RELEASE serials")
+            return
+        # Some serial was there already: redo this chunk one by one to find which.
+        conn.execute("ROLLBACK TO serials")
+        conn.execute("RELEASE serials")
+        for offset, d in enumerate(values):
+            serial, seq = str(d["serial"]), before + offset + 1
+            cur = conn.execute("INSERT OR IGNORE INTO record_serials(app_id, serial, batch_no) "
+                               "VALUES (?, ?, ?)", (app_id, serial, batch_no))
+            if cur.rowcount == 1:
+                continue
+            owner = self.store.scalar("SELECT batch_no FROM record_serials WHERE app_id = ? AND serial = ?",
+                                      (app_id, serial))
+            first = self.contested.get(serial) if owner != batch_no else self._first_seq(serial, values)
+            if first is not None:
+                raise FileDuplicateSerial(f"serial {serial} already on line {first + 1}", line=seq + 1)
+            self.contested[serial] = seq
+            conn.execute("INSERT INTO serial_conflicts(app_id, batch_no, seq, serial) VALUES (?, ?, ?, ?)",
+                         (app_id, batch_no, seq, serial))
+
+    def _first_seq(self, serial: str, current: list[dict[str, Any]]) -> int:
+        """Where this file first brought ``serial`` (an earlier chunk, or this one)."""
+        for lines, first_seq in self.store.all(
+                "SELECT lines, first_seq FROM batch_chunks WHERE app_id = ? AND batch_no = ? ORDER BY chunk",
+                (self.app_id, self.batch_no)):
+            for offset, line in enumerate(lines.split("\n")):
+                if line.split("|", 3)[2] == serial:
+                    return int(first_seq) + offset
+        for d in current:
+            if d["serial"] == serial:
+                return int(d["seq"])
+        raise AssertionError(f"serial {serial} is this batch's but not in its file")  # pragma: no cover

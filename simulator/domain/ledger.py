@@ -18,7 +18,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -111,6 +111,29 @@ class Ledger:
                     (leg.amount_fen, leg.account_no))
             return txn_id
 
+    def open_bulk(self, *, kind: str, at_us: int, business_date: date, app_id: str | None = None,
+                  ref: str | None = None, memo: str = "") -> int:
+        """Start a transaction whose legs come in bulk (:meth:`add_legs`); returns its id.
+
+        For the batch engine, which checks its records' rules itself (balances, caps,
+        limits) in memory: the caller adds legs that sum to zero before its database
+        transaction ends; the invariants check proves it did.
+
+            txn = ledger.open_bulk(kind="disbursement", at_us=now, business_date=day, ref="DF_X_1")
+            ledger.add_legs([(txn, class_iii, 100, "充值到账"), (txn, account_98, -100, None)])
+        """
+        cur = self.store.execute(
+            "INSERT INTO txns(kind, at_us, business_date, app_id, ref, memo) VALUES (?, ?, ?, ?, ?, ?)",
+            (kind, at_us, business_date.isoformat(), app_id, ref, memo))
+        return int(cur.lastrowid or 0)
+
+    def add_legs(self, legs: Iterable[tuple[int, str, int, str | None]]) -> None:
+        """Append ``(txn id, account_no, amount_fen, memo or None)`` legs to bulk transactions.
+
+        Balances are not touched here: the caller writes them (one UPDATE per account).
+        """
+        self.store.insert_rows("INSERT INTO postings(txn_id, account_no, amount_fen, memo)", list(legs))
+
     def outflow_used(self, account_no: str, business_date: date) -> tuple[int, int]:
         """(used today, used this year) in fen."""
         rows = self.store.all(
@@ -137,7 +160,8 @@ class Ledger:
 
     def postings(self, account_no: str, limit: int = 200) -> list[dict[str, object]]:
         rows = self.store.all(
-            "SELECT p.id, p.txn_id, p.amount_fen, t.kind, t.at_us, t.business_date, t.ref, t.memo "
+            "SELECT p.id, p.txn_id, p.amount_fen, t.kind, t.at_us, t.business_date, t.ref, "
+            "COALESCE(p.memo, t.memo) AS memo "
             "FROM postings p JOIN txns t ON t.id = p.txn_id WHERE p.account_no = ? "
             "ORDER BY p.id DESC LIMIT ?", (account_no, limit))
         return [dict(row) for row in rows]
