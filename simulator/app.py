@@ -146,6 +146,14 @@ async def _exit_when_set(event: asyncio.Event, server: uvicorn.Server) -> None:
     server.should_exit = True
 
 
+def _development_credentials() -> set[str]:
+    """The secrets and passwords of the packaged default profile (documented, not secret)."""
+    default = load_profile(None)
+    found = {p.secret for p in default.platforms}
+    found |= {p.sftp.password for p in default.platforms if p.sftp is not None and p.sftp.password}
+    return found
+
+
 def banner(bank: Bank, http_url: str, out: TextIO, sftp_url: str | None = None) -> None:
     clock = bank.clock_view()
     print(f"banksim: {bank.profile.bank.name} listening", file=out)
@@ -157,11 +165,16 @@ def banner(bank: Bank, http_url: str, out: TextIO, sftp_url: str | None = None) 
     print(f"  state     {bank.state_dir or 'in memory'}", file=out)
     print(f"  clock     {clock['now']} ({clock['mode']}, business date {clock['business_date']})",
           file=out)
+    # The embedded default's development credentials are printed so a new user can sign
+    # requests at once; any other profile's secrets are the user's own and never printed.
+    dev = _development_credentials()
     for p in bank.profile.platforms:
-        print(f"  platform  app_id={p.app_id} secret={p.secret}  98 account {p.supervision_account}"
+        secret = p.secret if p.secret in dev else "(from the profile)"
+        print(f"  platform  app_id={p.app_id} secret={secret}  98 account {p.supervision_account}"
               f"  settlement {p.settlement_account}", file=out)
         if sftp_url and p.sftp is not None:
-            login = f"password={p.sftp.password}" if p.sftp.password else "public key only"
+            password = p.sftp.password if p.sftp.password in dev else "(from the profile)"
+            login = f"password={password}" if p.sftp.password else "public key only"
             print(f"  sftp user app_id={p.app_id} username={p.sftp.username} {login}", file=out)
     out.flush()
 
