@@ -10,12 +10,20 @@ from typing import Any
 
 import pytest
 
+from contracts.codec import encode_file, load_layout
 from platform_client.clock import CST, FixedClock
 from platform_client.config import ClientConfig
 from platform_client.context import Context
 from platform_client.errors import SftpUnavailable, StepRefused
 from platform_client.onboarding import register_user
-from platform_client.payouts import check_deadlines, disburse, original_progress, resubmit, upload_pending
+from platform_client.payouts import (
+    check_deadlines,
+    disburse,
+    original_progress,
+    poll_returns,
+    resubmit,
+    upload_pending,
+)
 from tests.platform_client.bank import identity
 from tests.platform_client.scenario import paid_and_reconciled, records
 
@@ -38,6 +46,13 @@ class FakeSftp:
 
     def upload(self, directory: str, name: str, data: bytes) -> None:
         self.files[f"{directory}/{name}"] = data
+
+    def listdir(self, directory: str) -> list[str]:
+        prefix = directory.rstrip("/") + "/"
+        return sorted(k[len(prefix):] for k in self.files if k.startswith(prefix))
+
+    def read(self, path: str) -> bytes:
+        return self.files[path]
 
 
 class FakeBank:
@@ -140,3 +155,35 @@ def test_a_batch_without_a_return_after_the_deadline_raises_one_alert(
     assert check_deadlines(ctx) == [1]
     assert check_deadlines(ctx) == [1]
     assert ctx.store.scalar("SELECT count(*) FROM alerts WHERE kind = 'return_overdue'") == 1
+
+
+def _return_for(batch: list[dict[str, Any]]) -> bytes:
+    details = [{"seq": r["seq"], "serial": r["serial"], "account_no": r["account_no"],
+                "account_name": r["account_name"], "amount": r["amount"], "bank_serial": f"B{r['seq']}",
+                "result": "S", "code": "0000", "reason": "成功",
+                "finished_at": datetime(2026, 1, 5, 9, 30)} for r in batch]
+    total = sum(d["amount"] for d in details)
+    header = {"batch_no": "1", "business_date": datetime(2026, 1, 5).date(), "merchant": "DEMO01",
+              "kind": "DF", "record_count": len(details), "total_amount": total,
+              "success_count": len(details), "success_amount": total, "fail_count": 0, "fail_amount": 0,
+              "processed_at": datetime(2026, 1, 5, 9, 35)}
+    return encode_file(load_layout("return"), header, details)
+
+
+def test_sftp_down_during_polling_changes_nothing_and_the_next_poll_applies_the_return(
+        setup: tuple[Context, FakeSftp, FakeBank, FixedClock]) -> None:
+    ctx, sftp, _, _ = setup
+    paid_and_reconciled(ctx, DAY, [("a", "T-A", 1000), ("b", "T-B", 2000)])
+    assert disburse(ctx, DAY) == 1
+    sent = records(ctx, 1)
+    sftp.files["/download/returns/DF_DEMO01_20260105_1_RET.txt"] = _return_for(sent)
+    sftp.down = True
+    with pytest.raises(SftpUnavailable):
+        poll_returns(ctx)
+    assert [r["state"] for r in records(ctx, 1)] == ["WAITING", "WAITING"]
+    assert ctx.store.scalar("SELECT state FROM batches WHERE batch_no = 1") == "SENT"
+    assert ctx.store.scalar("SELECT value FROM meta WHERE key = 'last_poll_at'") is None
+    sftp.down = False
+    assert poll_returns(ctx).files_applied == ["DF_DEMO01_20260105_1_RET.txt"]
+    assert [r["state"] for r in records(ctx, 1)] == ["SUCCESS", "SUCCESS"]
+    assert poll_returns(ctx).files_applied == []  # applied once
