@@ -75,7 +75,9 @@ class WechatRefundRequest(BaseModel):
 
 
 def build_admin_app(bank: Bank, token: str | None, dispatcher: Dispatcher | None = None) -> FastAPI:
-    def require_token(x_admin_token: Annotated[str | None, Header()] = None) -> None:
+    # async: FastAPI runs a plain-def dependency in its thread pool, a thread hop on every
+    # control call for a check that never blocks.
+    async def require_token(x_admin_token: Annotated[str | None, Header()] = None) -> None:
         if token is not None and not (x_admin_token and hmac.compare_digest(x_admin_token, token)):
             raise AdminTokenRequired()
 
@@ -264,10 +266,13 @@ async def _wechat_error(request: Request, exc: Exception) -> Response:
     return json_response(exc.status, exc.as_dict())
 
 
+# At module level: with postponed annotations FastAPI resolves parameter types from the
+# module's globals, and a local alias breaks the generated OpenAPI document.
+Mchid = Annotated[str | None, Query(description="only needed when several merchants share the out_trade_no")]
+
+
 def add_wechat_admin_routes(admin: FastAPI, bank: Bank, sender: Dispatcher) -> None:
     """``/_admin/wechat/*``: the user's side of WeChat Pay, deliveries and settlements."""
-    Mchid = Annotated[str | None, Query(description="only needed when several merchants "
-                                                    "share the out_trade_no")]
 
     @admin.post("/wechat/orders/{out_trade_no}/pay", tags=["wechat"],
                 summary="The user pays the order now (clock time); the notification is owed")
