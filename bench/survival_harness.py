@@ -47,9 +47,11 @@ every original record succeeded exactly once across its attempts, every paid top
 credited exactly once to its user's Class III account, and every user's bank balance is
 what the harness paid in minus what was spent and refunded.
 
-Return-file faults that no operator action can recover today (``never``, ``truncated``,
-``missing_records``: the bank offers no way to send a return file again) are off unless
-``--stuck-rate R`` is given; see RELIABILITY.md, "Platform client under faults".
+Return files that never come, come cut off or come without some records (``never``,
+``truncated``, ``missing_records``, rate ``--stuck-rate``) are recovered the way an operator
+does at a real bank: asking it to send the return file again (补发回盘,
+``POST /_admin/batches/{app_id}/{batch_no}/return``: a complete ``<stem>_RET.txt``, or
+``<stem>_RET_R<n>.txt`` when one was written already).
 
 It prints one line per kill and per operator action, the fault counts seen on both sides,
 and finally ``N platform kills, N recovered, V violations``; the exit status is 1 when there
@@ -123,7 +125,7 @@ class Rates:
     files: float = 0.15  # late, twice, unexpected_name, each
     records: float = 0.05  # records failed with 3028
     notify: float = 0.20  # dropped, duplicated, delayed, ignored, each
-    stuck: float = 0.0  # never, truncated, missing_records, each (no operator recovery today)
+    stuck: float = 0.10  # never, truncated, missing_records, each (the operator asks for a re-send)
 
 
 def survival_profile(seed: int, rates: Rates) -> dict[str, Any]:
@@ -795,9 +797,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--rate", type=float, default=None,
                         help="set every fault rate (HTTP, SFTP, files, notifications) to this")
-    parser.add_argument("--stuck-rate", type=float, default=0.0,
-                        help="rate of never / truncated / missing_records return files (default 0: "
-                             "no operator recovery exists for them yet)")
+    parser.add_argument("--stuck-rate", type=float, default=Rates.stuck,
+                        help="rate of never / truncated / missing_records return files, each "
+                             "(recovered by asking the bank to send the return file again)")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where the store, step outputs and bank log go (default: a temp dir)")
     args = parser.parse_args(argv)

@@ -55,15 +55,18 @@ def return_file_names(request_file_name: str, fault: FileFaultAction | None) -> 
 
 
 def write_return(store: Store, outbox: Outbox, *, app_id: str, merchant: str, batch_no: str,
-                 fault: FileFaultAction | None) -> list[str]:
+                 fault: FileFaultAction | None, name: str | None = None) -> list[str]:
     """Write the batch's return file(s); returns the names written.
+
+    ``name`` writes one complete copy under that name instead (a return file sent again).
 
     The detail lines are the ones processing stored (already the file's bytes), streamed
     chunk by chunk between a header and a trailer made with the codec.
     """
     b = store.one("SELECT * FROM batches WHERE app_id = ? AND batch_no = ?", (app_id, batch_no))
     assert b is not None and b["processed_us"] is not None
-    name = return_file_name(b["file_name"], fault)
+    override = name
+    name = name or return_file_name(b["file_name"], fault)
     layout = load_layout("return")
     fail_fen = b["total_fen"] - b["success_fen"]
     header = {
@@ -95,7 +98,7 @@ def write_return(store: Store, outbox: Outbox, *, app_id: str, merchant: str, ba
             # Cut inside a line, as a transfer that stopped half-way would.
             size = fh.tell()
             fh.truncate(max(1, size // 2 + 3))
-    names = return_file_names(b["file_name"], fault)
+    names = [name] if override else return_file_names(b["file_name"], fault)
     if len(names) > 1:
         data = (outbox.jail(app_id) / RETURNS / name).read_bytes()
         outbox.write_bytes(app_id, RETURNS, names[1], data)

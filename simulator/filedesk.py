@@ -236,9 +236,10 @@ class FileDesk:
         for row in store.all("SELECT app_id, batch_no, file_fault FROM batches "
                              "WHERE state = 'RETURNED' AND published = 0"):
             platform = bank.profile.platform(row["app_id"])
+            resent_as = json.loads(row["file_fault"]).get("resent_as") if row["file_fault"] else None
             write_return(store, bank.outbox, app_id=row["app_id"],
                          merchant=platform.merchant if platform else "", batch_no=row["batch_no"],
-                         fault=_fault(row["file_fault"]))
+                         fault=None if resent_as else _fault(row["file_fault"]), name=resent_as)
             self._mark("UPDATE batches SET published = 1 WHERE app_id = ? AND batch_no = ?",
                        (row["app_id"], row["batch_no"]))
         for row in store.all("SELECT * FROM rejections WHERE published = 0"):
@@ -319,10 +320,46 @@ class FileDesk:
             "UPDATE jobs SET due_us = ? WHERE dedupe_key = ? AND state = 'pending'",
             (bank.clock.now_us(), key)).rowcount
         if not changed:
+            if step == "return":
+                return [self._resend(app_id, batch_no)]
             raise NotFound(f"no pending {step} job for batch {batch_no}")
         ran = bank.scheduler.run_due()
         bank.flush()
         return [{"id": j.id, "kind": j.kind} for j in ran]
+
+    def _resend(self, app_id: str, batch_no: str) -> dict[str, Any]:
+        """Send a processed batch's return file again, complete and fault-free (补发回盘).
+
+        What an operator gets by calling the bank when a return file never came, came cut
+        off or lacks records: ``<stem>_RET.txt`` if none was written under that name yet,
+        else the next free ``<stem>_RET_R<n>.txt``. Published after commit like any other.
+        """
+        bank = self.bank
+        b = bank.store.one("SELECT processed_us, file_name, return_files, file_fault FROM batches "
+                           "WHERE app_id = ? AND batch_no = ?", (app_id, batch_no))
+        if b is None:
+            raise NotFound(f"no batch {batch_no} for {app_id}")
+        if b["processed_us"] is None:
+            raise NotFound(f"batch {batch_no} is not processed yet: process it first")
+        written = json.loads(b["return_files"])
+        name = return_file_names(str(b["file_name"]), None)[0]
+        copy = 0
+        while name in written:
+            copy += 1
+            name = return_file_names(str(b["file_name"]), None)[0].replace("_RET.txt", f"_RET_R{copy}.txt")
+        fault = json.loads(b["file_fault"]) if b["file_fault"] else {"name": None}
+        fault["resent_as"] = name
+        now = bank.clock.now_us()
+        with bank.store.transaction():
+            bank.store.execute(
+                "UPDATE batches SET state = 'RETURNED', returned_us = coalesce(returned_us, ?), "
+                "return_files = ?, file_fault = ?, published = 0 WHERE app_id = ? AND batch_no = ?",
+                (now, json.dumps([*written, name]), json.dumps(fault), app_id, batch_no))
+            record_event(bank.store, now, "batch.return_resent", app_id=app_id, ref=batch_no,
+                         detail={"file": name})
+        self._maybe_owed = True
+        bank.flush()
+        return {"kind": "batch.return_resent", "file": name}
 
     def rejections(self, app_id: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM rejections" + (" WHERE app_id = ?" if app_id else "") + " ORDER BY id"
@@ -335,4 +372,5 @@ def _fault(stored: str | None) -> FileFaultAction | None:
         return None
     data = json.loads(stored)
     data.pop("name", None)
+    data.pop("resent_as", None)
     return FileFaultAction(**data)

@@ -89,15 +89,13 @@ def _complete_returns(returns: Path, stem: str) -> list[list[str]]:
 
 @pytest.mark.faults
 @pytest.mark.parametrize("fault", ["never", "truncated", "missing_records"])
-def test_defect_the_operator_cannot_get_a_complete_return_file(
+def test_the_operator_gets_a_complete_return_file_sent_again(
         fault: str, tmp_path: Path, start_bank_server: ServerStarter,
         make_identity: IdentityFactory) -> None:
     """A batch the bank processed (money moved) whose return file never came, came cut off
-    or came without some records: the platform keeps those records waiting (and alerts),
-    and the one recovery an operator has, asking the bank to send the return file now
-    (``POST /_admin/batches/{app_id}/{batch_no}/return``), answers 404 "no pending return
-    job". The records stay unanswered for ever and the platform's books cannot agree with
-    the bank's (the money is in the users' accounts, the platform still has it in transit).
+    or came without some records: the platform keeps those records waiting (and alerts);
+    the operator asks the bank to send the return file again (补发回盘,
+    ``POST /_admin/batches/{app_id}/{batch_no}/return``) and gets one complete copy.
     """
     state = tmp_path / "state"
     server = start_bank_server(profile=_profile(tmp_path, fault), state_dir=state)
