@@ -1,8 +1,10 @@
 """Gherkin scenarios: the step library, the scenario context and order shuffling.
 
 The steps are defined in ``features/steps/`` and imported here so every feature module
-below this directory sees them. The simulator comes from the banksim pytest plugin
-(``simulator.testing.plugin``: ``--banksim=embedded|url|container``).
+below this directory sees them; the ``platform_*`` steps play the platform with the
+platform client (the plugin's ``platform_client`` fixture, wrapped by ``platform_world``).
+The simulator comes from the banksim pytest plugin (``simulator.testing.plugin``:
+``--banksim=embedded|url|container``).
 
 ``--shuffle-seed N`` runs the scenarios in a seeded random order and ``--shuffle-subset K``
 keeps only K of them (chosen with the same seed): scenarios must pass in any order and
@@ -20,6 +22,10 @@ from features.steps.batch_steps import *  # noqa: F403
 from features.steps.clock_steps import *  # noqa: F403
 from features.steps.context import ScenarioContext
 from features.steps.money_steps import *  # noqa: F403
+from features.steps.platform_check_steps import *  # noqa: F403
+from features.steps.platform_settlement_steps import *  # noqa: F403
+from features.steps.platform_topup_steps import *  # noqa: F403
+from features.steps.platform_world import platform_world  # noqa: F401 (a fixture)
 from simulator.testing.bank_api import BankApiClient
 from simulator.testing.control import ControlClient
 from simulator.testing.handle import SimulatorHandle

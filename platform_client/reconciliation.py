@@ -21,7 +21,8 @@ import hashlib
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from contracts.wechat_bill import BillFormatError, TradeBill, parse_bill
+from contracts.wechat_bill import BillFormatError, TradeBill, parse_bill, render_bill
+from platform_client.clock import wechat_day
 from platform_client.context import Context
 from platform_client.errors import BillError, StepRefused, WeChatError
 from platform_client.reconcile import BillRow, Item, PlatformOrder, match_bill
@@ -73,10 +74,26 @@ def _resolve_dropped(ctx: Context, item: Item) -> tuple[str, str, dict[str, Any]
     return "HELD", f"bill says SUCCESS but the order query says {state} {total}: review", None
 
 
+def _download_bill(ctx: Context, bill_date: str) -> bytes:
+    """The ALL bill of ``bill_date``; a past day without trades is an empty bill.
+
+    WeChat answers NO_STATEMENT_EXIST for a day without trades: that day still has to be
+    reconciled (an order the platform credited is then platform-only). For today or a
+    later day the answer means "not yet", and the run fails.
+    """
+    try:
+        return ctx.wechat.trade_bill(bill_date, "ALL")
+    except WeChatError as exc:
+        today = wechat_day(ctx.now(), ctx.config.wechat_cutover).isoformat()
+        if exc.wechat_code == "NO_STATEMENT_EXIST" and bill_date < today:
+            return render_bill([])
+        raise
+
+
 def reconcile(ctx: Context, bill_date: str) -> dict[str, Any]:
     """Run (or re-run) the reconciliation of ``bill_date``; the run's figures."""
     try:
-        data = ctx.wechat.trade_bill(bill_date, "ALL")
+        data = _download_bill(ctx, bill_date)
         bill = parse_bill(data)
     except (WeChatError, BillError) as exc:
         _fail(ctx, bill_date, str(exc))

@@ -119,7 +119,10 @@ def file_sink(bank: Bank) -> FileSink:
 
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio's own event loop turns on TCP_NODELAY for accepted
+    # connections only when the listening socket says TCP, and without it every small
+    # response waits ~40 ms for a delayed ACK (uvloop sets it either way).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -5,6 +5,10 @@
 * :mod:`features.steps.context`: the scenario context fixture's class;
 * :mod:`features.steps.account_steps`, :mod:`~features.steps.batch_steps`,
   :mod:`~features.steps.clock_steps`, :mod:`~features.steps.money_steps`: the steps.
+* :mod:`features.steps.platform_world` (the platform client of a scenario, its types),
+  :mod:`~features.steps.platform_topup_steps`, :mod:`~features.steps.platform_settlement_steps`,
+  :mod:`~features.steps.platform_check_steps` (with :mod:`~features.steps.platform_days`):
+  the platform's side, played with the platform client.
 
 ``features/STEPS.md`` lists every phrase (``python -m features.catalogue`` writes it).
 """
@@ -14,4 +18,7 @@ STEP_MODULES = (
     "features.steps.batch_steps",
     "features.steps.clock_steps",
     "features.steps.money_steps",
+    "features.steps.platform_topup_steps",
+    "features.steps.platform_settlement_steps",
+    "features.steps.platform_check_steps",
 )

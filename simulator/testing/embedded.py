@@ -119,7 +119,7 @@ class EmbeddedSimulator:
         return self._handle
 
     def _run(self, options: ServeOptions) -> None:
-        loop = asyncio.new_event_loop()
+        loop = _new_loop()
         self._loop = loop
         try:
             loop.run_until_complete(serve(options, out=self.output))
@@ -164,3 +164,12 @@ class EmbeddedSimulator:
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """The event loop ``banksim serve`` runs on: uvloop when installed (it ships with uvicorn)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()

@@ -24,8 +24,11 @@ Fixtures:
   tests run in any order; returns the control client;
 * ``bank_api`` (function): a signed :class:`~simulator.testing.bank_api.BankApiClient`;
 * ``banksim_sftp`` (function): an :class:`~simulator.testing.bank_api.SftpSession`;
-* ``platform_client`` (function): the platform client bound to the simulator, once the
-  ``platform_client`` package offers one (until then it raises a clear error).
+* ``platform_client`` (function): a :class:`platform_client.context.Context` bound to a
+  freshly reset simulator (bank URL, SFTP port, admin token, the bank's clock, the
+  platform's and WeChat merchant's credentials from the running profile), with its own
+  store in the test's tmp dir and a payment-notification endpoint on a free 127.0.0.1
+  port, served for the test's duration; everything is closed at teardown.
 
 After each test that used the simulator, ``GET /_admin/invariants`` must be ok; a
 violation is an error in the test's teardown listing the violations. When such a test
@@ -53,6 +56,7 @@ import pytest
 from simulator.testing.handle import SimulatorHandle
 
 if TYPE_CHECKING:
+    from platform_client.context import Context
     from simulator.testing.bank_api import BankApiClient, SftpSession
     from simulator.testing.control import ControlClient
 
@@ -260,27 +264,75 @@ def banksim_sftp(banksim: SimulatorHandle, request: pytest.FixtureRequest) -> It
         yield session
 
 
+def _platform_settings(handle: SimulatorHandle, profile: dict[str, Any]) -> dict[str, Any]:
+    """The platform client's settings for the handle's platform, from the running profile."""
+    platform: dict[str, Any] = next(
+        (p for p in profile.get("platforms", []) if p.get("app_id") == handle.app_id), {})
+    wechat: dict[str, Any] = profile.get("wechat", {})
+    merchant: dict[str, Any] | None = next(
+        (m for m in wechat.get("merchants", []) if m.get("app_id") == handle.app_id), None)
+    settings: dict[str, Any] = {
+        "bank_url": handle.http_url, "admin_token": handle.admin_token, "app_id": handle.app_id,
+        "app_secret": handle.secret, "sftp_host": handle.sftp_host or "127.0.0.1",
+        # No SFTP (--sftp-port -1): port 0 refuses every file step with SftpUnavailable.
+        "sftp_port": handle.sftp_port or 0, "sftp_username": handle.sftp_username,
+        "sftp_password": handle.sftp_password or "", "clock": "bank", "notify_host": "127.0.0.1"}
+    for key, source in (("merchant", "merchant"), ("supervision_account", "supervision_account"),
+                        ("settlement_account", "settlement_account")):
+        if platform.get(source):
+            settings[key] = str(platform[source])
+    if merchant is not None:
+        settings.update(wechat_mchid=str(merchant["mchid"]), wechat_appid=str(merchant["appid"]),
+                        wechat_api_key=str(merchant["api_key"]),
+                        wechat_api_v3_key=str(merchant["api_v3_key"]))
+    if wechat.get("cutover"):
+        settings["wechat_cutover"] = str(wechat["cutover"])[:5]
+    return settings
+
+
 @pytest.fixture
-def platform_client(banksim: SimulatorHandle, tmp_path: Path,
-                    request: pytest.FixtureRequest) -> Iterator[Any]:
-    """The platform client (``platform_client.platform.Platform``) bound to the simulator."""
+def platform_client(banksim: SimulatorHandle, banksim_reset: ControlClient, tmp_path: Path,
+                    request: pytest.FixtureRequest) -> Iterator[Context]:
+    """The platform client's :class:`~platform_client.context.Context`, bound to a fresh bank.
+
+    Its store is ``<tmp_path>/platform/platform.db``; its clock is the bank's virtual clock;
+    its payment-notification endpoint (``ctx.config.notify_endpoint``, the URL given to
+    WeChat with every order) listens on a free 127.0.0.1 port until the test ends. The
+    WeChat settings (merchant keys, day boundary) are the profile's as the fixture starts:
+    a test that changes WeChat's cutover afterwards changes the channel only.
+
+    Example::
+
+        def test_topup(platform_client, banksim_control):
+            register_user(platform_client, "u1", identity)
+            open_account(platform_client, "u1")
+            create_order(platform_client, "u1", "TOPUP-u1-1", 10000)
+            banksim_control.call("POST", "/wechat/orders/TOPUP-u1-1/pay", json={})
+            banksim_control.advance(by="1m")          # the notification is delivered
+    """
     _mark_used(request)
     try:
-        platform_mod = importlib.import_module("platform_client.platform")
-        config_mod = importlib.import_module("platform_client.config")
-        platform_cls = platform_mod.Platform
-        config_cls = config_mod.ClientConfig
-    except (ImportError, AttributeError) as exc:
-        pytest.fail("the platform_client fixture needs platform_client.platform.Platform and "
-                    f"platform_client.config.ClientConfig, which are not usable yet: {exc}",
-                    pytrace=False)
-    config = config_cls(
-        bank_url=banksim.http_url, admin_token=banksim.admin_token, app_id=banksim.app_id,
-        app_secret=banksim.secret, sftp_host=banksim.sftp_host or "127.0.0.1",
-        sftp_port=banksim.sftp_port or 0, sftp_username=banksim.sftp_username,
-        sftp_password=banksim.sftp_password or "", store_path=str(tmp_path / "platform.db"))
-    with platform_cls.open(config) as platform:
-        yield platform
+        from platform_client.config import ClientConfig
+        from platform_client.context import Context
+        from platform_client.notify import NotifyServer
+    except ImportError as exc:
+        pytest.fail(f"the platform_client fixture needs the platform_client package: {exc}", pytrace=False)
+    settings = _platform_settings(banksim, banksim_reset.profile())
+    store_dir = tmp_path / "platform"
+    store_dir.mkdir(exist_ok=True)
+    # Port 0 until the endpoint is bound: the real port is only known once it listens, and
+    # binding first leaves no window in which another process could take a chosen number.
+    config = ClientConfig(**settings, notify_port=0, store_path=str(store_dir / "platform.db"))
+    ctx = Context.create(config)
+    server: NotifyServer | None = None
+    try:
+        server = NotifyServer(ctx, host="127.0.0.1", port=0).start()
+        ctx.config = config.model_copy(update={"notify_port": server.port})
+        yield ctx
+    finally:
+        if server is not None:
+            server.stop()
+        ctx.close()
 
 
 # -- checks and reports around each test ------------------------------------------------------

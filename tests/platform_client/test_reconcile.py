@@ -162,3 +162,30 @@ def test_store_is_versioned(tmp_path: Path) -> None:
     again = Store.open(tmp_path / "s.db")
     assert again.schema_version == 1
     assert json.loads(json.dumps(again.scalar("PRAGMA journal_mode"))) == "wal"
+
+
+class NoTradesChannel(FakeChannel):
+    """WeChat's answer for a day without trades: NO_STATEMENT_EXIST."""
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/wechat/v3/bill/tradebill":
+            return httpx.Response(400, json={"code": "NO_STATEMENT_EXIST", "message": "账单不存在"})
+        return super().__call__(request)
+
+
+def test_a_past_day_without_trades_is_an_empty_bill_and_credited_orders_are_platform_only(
+        tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path, NoTradesChannel(b"", {}))
+    record_order(ctx, "u1", "T3", 300)
+    headers, body = notification(ctx, "T3", 300, success_time="2026-01-05T10:00:00+08:00")
+    assert handle_notification(ctx, headers, body)[0] == 200
+    run = reconcile(ctx, DAY)
+    assert [(i["out_trade_no"], i["kind"], i["status"]) for i in run["items"]] == [
+        ("T3", "PLATFORM_ONLY", "HELD")]
+    assert run["rows"] == 0
+
+
+def test_no_bill_for_today_fails_the_run(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path, NoTradesChannel(b"", {}))
+    with pytest.raises(BillError, match="NO_STATEMENT_EXIST"):
+        reconcile(ctx, "2026-01-06")
