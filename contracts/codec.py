@@ -47,6 +47,7 @@ from contracts.layout import (
 __all__ = [
     "LAYOUT_NAMES",
     "REQUEST_LAYOUTS",
+    "ColumnBlock",
     "DecodedFile",
     "DetailBlock",
     "FileFormatError",
@@ -161,12 +162,13 @@ class FileReader:
         self.trailer: Values | None = None
         self.lines = 0
         self._iterated = False
-        self._blocks = _decoded_blocks(fileobj, layout, self.BLOCK_BYTES)
-        first = next(self._blocks, None)
+        self._texts = _decoded_texts(fileobj, layout, self.BLOCK_BYTES)
+        first = next(self._texts, None)
         if first is None:
             raise FileFormatError("4010", "the file is empty", None)
-        self._first = first
-        line = first[0]
+        cut = first.index("\n")
+        line = first[:cut]
+        self._rest = first[cut + 1:]  # the first block's lines after the header
         tag = line.split(layout.separator, 1)[0]
         if tag != layout.header.tag:
             raise FileFormatError("4002", f"line 1 must be the header ({layout.header.tag}), "
@@ -184,8 +186,8 @@ class FileReader:
         trailer = layout.trailer
         trailer_start = trailer.tag + layout.separator if trailer is not None else None
         line_no = 1
-        block: list[str] | None = self._first[1:]
-        self._first = []  # do not hold the first block for the whole iteration
+        block: list[str] | None = _lines(self._rest)
+        self._rest = ""  # do not hold the first block for the whole iteration
         while block is not None:
             first_of_block = line_no + 1
             for line in block:
@@ -205,7 +207,7 @@ class FileReader:
                     raise
                 self.lines = line_no
                 yield line_no, values
-            block = next(self._blocks, None)
+            block = self._next_lines()
         if trailer is not None and trailer.required:
             raise FileFormatError("4002", f"the file ends without its trailer ({trailer.tag}|END|...): "
                                           "truncated?", line_no + 1)
@@ -225,44 +227,110 @@ class FileReader:
         if self._iterated:
             raise RuntimeError("a FileReader is iterated once")
         self._iterated = True
-        detail = self.layout.detail
-        match, convert = detail.match, detail.convert
-        trailer = self.layout.trailer
-        trailer_start = trailer.tag + self.layout.separator if trailer is not None else None
         line_no = 1
-        block: list[str] | None = self._first[1:]
-        self._first = []
+        block: list[str] | None = _lines(self._rest)
+        self._rest = ""
         while block is not None:
             first = line_no + 1
-            values: list[Values] = []
-            add = values.append
-            error: FileFormatError | None = None
-            try:
-                for line in block:
-                    line_no += 1
-                    m = match(line)
-                    if m is None:
-                        if trailer_start is not None and line.startswith(trailer_start):
-                            line_no -= 1
-                            break
-                        error = detail.diagnose(line)
-                        error.line = line_no
-                        break
-                    add(convert(m.groups()))
-            except FileFormatError as exc:
-                exc.line = line_no
-                error = exc
+            values, error = self._parse(block, first)
             n = len(values)
+            line_no = first + n - 1
             if n:
-                self.lines = first + n - 1
+                self.lines = line_no
                 yield DetailBlock(first, block[:n] if n < len(block) else block, values)
             if error is not None:
                 raise error
             if n < len(block):  # the trailer
-                line_no = first + n
-                self._finish(block[n], line_no, more=n + 1 < len(block))
+                self._finish(block[n], line_no + 1, more=n + 1 < len(block))
                 return
-            block = next(self._blocks, None)
+            block = self._next_lines()
+        self._no_trailer(line_no)
+
+    def columns(self, names: tuple[str, ...]) -> Iterator[ColumnBlock]:
+        """The details block by block as text and as columns of the ``names`` fields.
+
+        The bulk form for big files (use it, :meth:`blocks` or the iteration, once): a
+        block's ``text`` is its detail lines as decoded, joined by ``"\\n"`` (each keeps its
+        ``\\r`` when the layout ends lines with CRLF; no line break after the last), and
+        ``columns`` holds, per name, the values of the block's records in order (the values
+        iteration gives). A block whose every line is a valid detail is checked and cut in a
+        few calls (:meth:`RecordLayout.columns`); any other block is read line by line, so
+        errors and the trailer come exactly as from :meth:`blocks`: the lines before a bad
+        one are handed out first, then the error is raised.
+
+            for block in reader.columns(("seq", "amount")):
+                seqs, amounts = block.columns   # block.first_line is the first one's line number
+        """
+        if self._iterated:
+            raise RuntimeError("a FileReader is iterated once")
+        self._iterated = True
+        scan = self.layout.detail.columns(names)
+        line_no = 1
+        text: str | None = self._rest
+        self._rest = ""
+        while text is not None:
+            if text:
+                first = line_no + 1
+                found = scan(text)
+                if found is not None:
+                    n = text.count("\n")
+                    line_no += n
+                    self.lines = line_no
+                    yield ColumnBlock(first, text[:-1], n, found)
+                else:
+                    block = _lines(text)
+                    values, error = self._parse(block, first)
+                    n = len(values)
+                    line_no = first + n - 1
+                    if n:
+                        self.lines = line_no
+                        kept = block[:n] if n < len(block) else block
+                        yield ColumnBlock(first, "\n".join(kept), n,
+                                          [[v[name] for v in values] for name in names])
+                    if error is not None:
+                        raise error
+                    if n < len(block):  # the trailer
+                        self._finish(block[n], line_no + 1, more=n + 1 < len(block))
+                        return
+            text = next(self._texts, None)
+        self._no_trailer(line_no)
+
+    def _parse(self, block: list[str], first: int) -> tuple[list[Values], FileFormatError | None]:
+        """The values of the block's detail lines up to the first line that is not one.
+
+        Returns them with the error of that line, or with None when the block ends or the
+        line there is the trailer (the caller tells which by the count).
+        """
+        detail = self.layout.detail
+        match, convert = detail.match, detail.convert
+        trailer = self.layout.trailer
+        trailer_start = trailer.tag + self.layout.separator if trailer is not None else None
+        values: list[Values] = []
+        add = values.append
+        line_no = first
+        try:
+            for line in block:
+                m = match(line)
+                if m is None:
+                    if trailer_start is not None and line.startswith(trailer_start):
+                        return values, None
+                    error = detail.diagnose(line)
+                    error.line = line_no
+                    return values, error
+                add(convert(m.groups()))
+                line_no += 1
+        except FileFormatError as exc:
+            exc.line = line_no
+            return values, exc
+        return values, None
+
+    def _next_lines(self) -> list[str] | None:
+        text = next(self._texts, None)
+        return None if text is None else _lines(text)
+
+    def _no_trailer(self, line_no: int) -> None:
+        """At the end of the file: a layout whose trailer is required must have had it."""
+        trailer = self.layout.trailer
         if trailer is not None and trailer.required:
             raise FileFormatError("4002", f"the file ends without its trailer ({trailer.tag}|END|...): "
                                           "truncated?", line_no + 1)
@@ -275,12 +343,19 @@ class FileReader:
         if self.trailer["line_count"] != line_no:
             raise FileFormatError("4002", f"the trailer counts {self.trailer['line_count']} lines, "
                                           f"the file has {line_no}: truncated?", line_no)
-        if more or next(self._blocks, None) is not None:
+        if more or next(self._texts, None) is not None:
             raise FileFormatError("4002", "a line follows the trailer", line_no + 1)
 
 
-def _decoded_blocks(fileobj: ReadableBinary, layout: Layout, size: int) -> Iterator[list[str]]:
-    """Lists of decoded lines, each split at ``"\\n"`` (a CRLF line still ends with ``"\\r"``).
+def _lines(text: str) -> list[str]:
+    """The lines of decoded text that ends with a line break, each without its ``"\\n"``."""
+    lines = text.split("\n")
+    lines.pop()  # "" after the last line break
+    return lines
+
+
+def _decoded_texts(fileobj: ReadableBinary, layout: Layout, size: int) -> Iterator[str]:
+    """Decoded text of whole lines, block by block, each block ending with ``"\\n"``.
 
     Errors surface in line order, as if every line were decoded on its own: the lines
     before a bad byte (or an overlong line) are handed out first, so a broken header is
@@ -300,12 +375,10 @@ def _decoded_blocks(fileobj: ReadableBinary, layout: Layout, size: int) -> Itera
                 error = _encoding_error(block, exc, done, layout)
                 good = block[: block.rfind(b"\n", 0, exc.start) + 1]
                 if good:
-                    yield good.decode(codec).split("\n")[:-1]
+                    yield good.decode(codec)
                 raise error from None
-            lines = text.split("\n")
-            lines.pop()  # "" after the block's last line break
-            done += len(lines)
-            yield lines
+            done += text.count("\n")
+            yield text
         if len(rest) > limit:
             raise FileFormatError("4002", f"line longer than {limit} bytes", done + 1)
     if rest:
@@ -321,6 +394,16 @@ class DetailBlock(NamedTuple):
 
     def line_numbers(self) -> range:
         return range(self.first_line, self.first_line + len(self.values))
+
+
+class ColumnBlock(NamedTuple):
+    """Consecutive detail lines of a file: the first one's line number, their text (lines
+    joined by ``"\\n"``), how many, and the values of the fields asked for, column by column."""
+
+    first_line: int
+    text: str
+    records: int
+    columns: list[list[Any]]
 
 
 class DecodedFile(NamedTuple):

@@ -21,9 +21,10 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from operator import methodcaller
 from typing import Any
 
-from contracts.fields import Decoder, Encoder, Field, make_decoder
+from contracts.fields import Decoder, Encoder, Field, FileFormatError, make_decoder
 
 Convert = Callable[[tuple[str, ...]], dict[str, Any]]
 Format = Callable[[Mapping[str, Any]], str]
@@ -35,6 +36,7 @@ class CompiledRecord:
     match: Match  # fullmatch of the line regex (line ending included)
     convert: Convert  # the match's groups -> the record dict; raises on what a regex cannot see
     format: Format  # record dict -> line text without the line ending; validated afterwards
+    block: Match  # fullmatch of any number of such lines, each followed by "\n"
 
 # A "simple" pattern: a sequence of ASCII character classes or letters/digits, each with
 # an optional quantifier. Such a pattern cannot match a separator or a control character
@@ -89,14 +91,19 @@ def compile_record(tag: str, fields: Sequence[Field], decoders: Sequence[Decoder
     values: list[str] = []
     formats: list[str] = []
     env: dict[str, Any] = {"codec": codec, "date": date, "datetime": datetime, "str": str, "int": int}
+    bare: list[str] = []
     for i, (f, dec, enc) in enumerate(zip(fields, decoders, encoders, strict=True)):
         g, d = f"g{i}", f"d{i}"
         env[d], env[f"e{i}"] = dec, enc
         regex, value = _field_code(f, g, d, text, separator, checks, env)
         groups.append(f"({regex}|)" if not f.required else f"({regex})")
+        bare.append(f"(?:{regex}|)" if not f.required else f"(?:{regex})")
         values.append(f"{f.name!r}: {value}")
         formats.extend(_format_code(f, i))
-    body = sep.join([re.escape(tag), *groups]) + (sep if trailing else "") + re.escape(line_end)
+    tail = (sep if trailing else "") + re.escape(line_end)
+    body = sep.join([re.escape(tag), *groups]) + tail
+    # The same line without captures, repeated: a whole block of lines checked in one call.
+    block = "(?:" + sep.join([re.escape(tag), *bare]) + tail + "\n)*"
     unpack = "".join(f"g{i}, " for i in range(len(fields)))
     parts = [repr(tag), *(f"t{i}" for i in range(len(fields)))] + (["''"] if trailing else [])
     source = "\n    ".join([
@@ -111,7 +118,8 @@ def compile_record(tag: str, fields: Sequence[Field], decoders: Sequence[Decoder
         f"return {separator!r}.join(({', '.join(parts)},))",
     ])
     exec(compile(source, f"<layout record {tag}>", "exec"), env)
-    return CompiledRecord(re.compile(body).fullmatch, env["convert"], env["format"])
+    return CompiledRecord(re.compile(body).fullmatch, env["convert"], env["format"],
+                          re.compile(block).fullmatch)
 
 
 def _format_code(f: Field, i: int) -> list[str]:
@@ -174,3 +182,102 @@ def _field_code(f: Field, g: str, d: str, text: str, separator: str,
         checks.append(f"if v{g} is None: v{g} = {d}({g})")
         return f"[0-9]{{{8 if f.type == 'date' else 14}}}", f"v{g}"
     raise ValueError(f"field {f.name}: unknown type {f.type!r}")  # pragma: no cover - load checks
+
+
+Columns = list[list[Any]]
+ColumnScan = Callable[[str], "Columns | None"]
+_Check = Callable[[list[str]], bool]
+_NO_DOT = methodcaller("replace", ".", "")
+
+
+def compile_columns(block: Match, fields: Sequence[Field], decoders: Sequence[Decoder],
+                    wanted: Sequence[str], *, codec: str, separator: str,
+                    trailing: bool) -> ColumnScan:
+    """A reader of whole blocks of lines that hands out the ``wanted`` fields column by column.
+
+    The scan takes decoded text of complete lines (each ending with ``"\\n"``) and returns one
+    list of values per wanted field, the same values the record's ``convert`` gives, or None
+    when any line is not a valid record (the caller reads that block line by line to find
+    the fault and its line). Per block: one regex call checks every line, one ``split`` at
+    the separator cuts every field, and each column is a slice of that list; the checks a
+    regex cannot make (GBK lengths, ``positive``, ``min``, real dates) run on whole columns.
+    No Python code runs per line, which is what makes it several times faster than the
+    line path for big files.
+
+        scan = layout.detail.columns(("seq", "amount"))
+        scan("D|1|S1|6231880000000000017|张三|100.00||\\r\\n")   # [[1], [10000]]
+    """
+    if not trailing:  # the last field and the next line's tag would share one piece
+        return lambda text: None
+    checks = [(i + 1, check) for i, (f, dec) in enumerate(zip(fields, decoders, strict=True))
+              if (check := _column_check(f, dec, codec, separator)) is not None]
+    names = [f.name for f in fields]
+    converts = [(names.index(n) + 1, _column_convert(fields[names.index(n)], decoders[names.index(n)]))
+                for n in wanted]
+    stride = 1 + len(fields)  # the tag, the fields; a trailing separator's "" joins the next tag
+
+    def scan(text: str) -> Columns | None:
+        if block(text) is None:
+            return None
+        pieces = text.split(separator)
+        for i, check in checks:
+            if not check(pieces[i::stride]):
+                return None
+        return [convert(pieces[i::stride]) for i, convert in converts]
+
+    return scan
+
+
+def _column_check(f: Field, dec: Decoder, codec: str, separator: str) -> _Check | None:
+    """The whole-column form of what ``convert`` checks beyond the line regex (None: nothing)."""
+    if f.type == "str":
+        simple = simple_pattern(f.pattern, separator) if f.pattern else None
+        if simple is not None:
+            longest = simple[1]
+            empty_ok = not (f.required and re.fullmatch(f.pattern or "", ""))
+            too_long = longest is None or longest > f.max_length
+            if empty_ok and not too_long:
+                return None
+            limit = f.max_length
+            return lambda col: (empty_ok or "" not in col) and (
+                not too_long or max(map(len, col), default=0) <= limit)
+        if f.pattern is not None:
+            return lambda col: _all_decode(dec, col)
+        short, limit = f.max_length // 2, f.max_length
+        return lambda col: max(map(len, col), default=0) <= short or all(
+            len(v) <= short or len(v.encode(codec)) <= limit for v in col)
+    if f.type == "int" and (f.min or 0) > 1:
+        low = f.min or 0
+        return lambda col: min((int(v) for v in col if v), default=low) >= low
+    if f.type == "amount" and f.positive:
+        return lambda col: "0.00" not in col
+    if f.type in ("date", "datetime"):
+        return lambda col: _all_decode(dec, col)
+    return None
+
+
+def _all_decode(dec: Decoder, col: list[str]) -> bool:
+    try:
+        for v in set(col):
+            dec(v)
+    except FileFormatError:
+        return False
+    return True
+
+
+def _column_convert(f: Field, dec: Decoder) -> Callable[[list[str]], list[Any]]:
+    """Column texts -> values, as ``convert`` gives them (the column passed its checks)."""
+    if f.type == "int":
+        if f.required:
+            return lambda col: list(map(int, col))
+        return lambda col: [int(v) if v else None for v in col]
+    if f.type == "amount":
+        if f.required:
+            return lambda col: list(map(int, map(_NO_DOT, col)))
+        return lambda col: [int(v.replace(".", "")) if v else None for v in col]
+    if f.type in ("date", "datetime"):
+        def dates(col: list[str]) -> list[Any]:
+            table = {v: dec(v) for v in set(col)}
+            return list(map(table.__getitem__, col))
+        return dates
+    return lambda col: col

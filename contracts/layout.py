@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from contracts import contract_path
-from contracts.fastpath import compile_record
+from contracts.fastpath import ColumnScan, compile_columns, compile_record
 from contracts.fields import (
     CONTROL,
     FIELD_TYPES,
@@ -73,11 +73,30 @@ class RecordLayout:
         compiled = compile_record(self.tag, self.fields, self.decoders, self.encoders, codec=codec,
                                   separator=separator, trailing=trailing, line_end=line_end)
         self.match, self.convert, self.format = compiled.match, compiled.convert, compiled.format
+        self._block = compiled.block
+        self._scans: dict[tuple[str, ...], ColumnScan] = {}
         self.codec = codec
         self._allowed = frozenset(("tag", *self.names))
         # Items a correct line splits into: the tag, the fields, and "" after a trailing separator.
         self.parts = 1 + len(self.fields) + (1 if trailing else 0)
         self.max_bytes = len(self.tag) + sum(wire_width(f) for f in self.fields) + self.parts
+
+    def columns(self, names: tuple[str, ...]) -> ColumnScan:
+        """A scan of whole blocks of these records giving the ``names`` fields column by column.
+
+        See :func:`contracts.fastpath.compile_columns`; compiled once per tuple of names.
+
+            seqs, amounts = layout.detail.columns(("seq", "amount"))(text) or fallback(text)
+        """
+        scan = self._scans.get(names)
+        if scan is None:
+            unknown = set(names) - set(self.names)
+            if unknown:
+                raise ValueError(f"a {self.kind} has no field {', '.join(sorted(unknown))}")
+            scan = self._scans[names] = compile_columns(
+                self._block, self.fields, self.decoders, names, codec=self.codec,
+                separator=self.separator, trailing=self.trailing)
+        return scan
 
     def encode(self, values: Mapping[str, Any]) -> bytes:
         """The record's line in the layout's encoding, without the line ending.

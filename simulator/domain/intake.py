@@ -12,13 +12,16 @@ leaves nothing behind. A refused file raises a :class:`~simulator.errors.FileRej
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from contracts.codec import FileFormatError, FileReader, identify, load_layout
 from simulator.config import Platform
+from simulator.domain.writebehind import WriteBehind
 from simulator.errors import (
     FileBadAccount,
     FileBadField,
@@ -37,6 +40,9 @@ from simulator.errors import (
 from simulator.store import Store
 
 KIND_BY_LAYOUT = {"disbursement_request": "DF", "withholding_request": "DK"}
+# Records handed to the store thread at a time: few enough tasks that waiting for Python's
+# lock between statements costs little, small enough that memory stays a few MB.
+_HAND_OVER = 32_768
 
 
 @dataclass(frozen=True)
@@ -133,26 +139,58 @@ def _check_header(store: Store, app_id: str, platform: Platform, kind: str,
 
 
 def _store_records(store: Store, app_id: str, batch_no: str, reader: FileReader) -> tuple[int, int]:
-    """Check seq order and serials, store the lines in chunks; returns (count, total fen)."""
+    """Check seq order and serials, store the lines in chunks; returns (count, total fen).
+
+    The store work (serials and chunks, a few blocks at a time) runs on a second thread
+    (:class:`WriteBehind`) while the next blocks are parsed. Faults are reported in line
+    order all the same: before raising a fault found here, the blocks before it are
+    finished, so a serial repeated earlier in the file is reported first.
+    """
     count = total = 0
     registry = _Registry(store, app_id, batch_no)
-    for chunk, block in enumerate(reader.blocks()):
-        values = block.values
-        seqs = [d["seq"] for d in values]
-        if seqs != list(range(count + 1, count + 1 + len(seqs))):
-            bad = next(i for i, (got, want) in enumerate(zip(seqs, range(count + 1, count + 1 + len(seqs)),
-                                                              strict=True)) if got != want)
-            # Serials of the lines before the bad one are checked first: faults in line order.
-            registry.add(chunk, count, values[:bad])
-            raise FileStructure(f"seq {seqs[bad]} where {count + bad + 1} was expected",
-                                line=block.first_line + bad)
-        registry.add(chunk, count, values)
-        store.execute(
-            "INSERT INTO batch_chunks(app_id, batch_no, chunk, first_seq, count, lines) "
-            "VALUES (?, ?, ?, ?, ?, ?)", (app_id, batch_no, chunk, count + 1, len(values),
-                                          "\n".join(block.lines)))
-        count += len(values)
-        total += sum(d["amount"] for d in values)
+    group: list[tuple[int, int, str]] = []  # (chunk, first seq, text) not handed over yet
+    serials: list[str] = []
+
+    def hand_over(writer: WriteBehind) -> None:
+        rows, before, found = list(group), group[0][1] - 1, list(serials)
+        group.clear()
+        serials.clear()
+
+        def task() -> None:
+            registry.add(before, found)
+            store.insert_rows("INSERT INTO batch_chunks(app_id, batch_no, chunk, first_seq, count, lines)",
+                              [(app_id, batch_no, chunk, first, text.count("\n") + 1, text)
+                               for chunk, first, text in rows])
+
+        writer.submit(task)
+
+    with WriteBehind() as writer:
+        try:
+            for chunk, block in enumerate(reader.columns(("seq", "serial", "amount"))):
+                seqs, found, amounts = block.columns
+                n = block.records
+                if seqs != list(range(count + 1, count + 1 + n)):
+                    bad = next(i for i, got in enumerate(seqs) if got != count + 1 + i)
+                    # Serials of the lines before the bad one are checked first: faults in line order.
+                    if group:
+                        hand_over(writer)
+                    writer.submit(partial(registry.add, count, found[:bad]))
+                    writer.drain()
+                    raise FileStructure(f"seq {seqs[bad]} where {count + bad + 1} was expected",
+                                        line=block.first_line + bad)
+                group.append((chunk, count + 1, block.text))
+                serials.extend(found)
+                count += n
+                total += sum(amounts)
+                if len(serials) >= _HAND_OVER:
+                    hand_over(writer)
+        except FileFormatError:
+            if group:
+                hand_over(writer)
+            writer.drain()  # a fault on an earlier line (a repeated serial) comes first
+            raise
+        if group:
+            hand_over(writer)
     return count, total
 
 
@@ -162,7 +200,8 @@ class _Registry:
     A serial twice in one file refuses the file (4006). A serial another batch already
     holds is noted in ``serial_conflicts``; processing decides from those few rows whether
     an earlier processed batch used it (3051). The common case, no serial seen before,
-    costs one bulk insert per chunk.
+    costs one bulk insert per chunk (the serials passed as one JSON array, so SQLite walks
+    them itself instead of binding a parameter per record).
     """
 
     def __init__(self, store: Store, app_id: str, batch_no: str) -> None:
@@ -171,36 +210,39 @@ class _Registry:
         self.batch_no = batch_no
         self.contested: dict[str, int] = {}  # serial -> seq, serials other batches hold
 
-    def add(self, chunk: int, before: int, values: list[dict[str, Any]]) -> None:
-        if not values:
+    def add(self, before: int, serials: list[str]) -> None:
+        """Register the serials of the records ``before + 1, before + 2, ...``."""
+        if not serials:
             return
         conn = self.store.conn
         app_id, batch_no = self.app_id, self.batch_no
         conn.execute("SAVEPOINT serials")
-        added = self.store.insert_rows("INSERT OR IGNORE INTO record_serials(app_id, serial, batch_no)",
-                                       [(app_id, d["serial"], batch_no) for d in values])
-        if added == len(values):
+        added = conn.execute(
+            "INSERT OR IGNORE INTO record_serials(app_id, serial, batch_no) "
+            "SELECT ?, value, ? FROM json_each(?)", (app_id, batch_no, json.dumps(serials))).rowcount
+        if added == len(serials):
             conn.execute("RELEASE serials")
             return
         # Some serial was there already: redo this chunk one by one to find which.
         conn.execute("ROLLBACK TO serials")
         conn.execute("RELEASE serials")
-        for offset, d in enumerate(values):
-            serial, seq = str(d["serial"]), before + offset + 1
+        for offset, serial in enumerate(serials):
+            seq = before + offset + 1
             cur = conn.execute("INSERT OR IGNORE INTO record_serials(app_id, serial, batch_no) "
                                "VALUES (?, ?, ?)", (app_id, serial, batch_no))
             if cur.rowcount == 1:
                 continue
             owner = self.store.scalar("SELECT batch_no FROM record_serials WHERE app_id = ? AND serial = ?",
                                       (app_id, serial))
-            first = self.contested.get(serial) if owner != batch_no else self._first_seq(serial, values)
+            first = (self.contested.get(serial) if owner != batch_no
+                     else self._first_seq(serial, before, serials))
             if first is not None:
                 raise FileDuplicateSerial(f"serial {serial} already on line {first + 1}", line=seq + 1)
             self.contested[serial] = seq
             conn.execute("INSERT INTO serial_conflicts(app_id, batch_no, seq, serial) VALUES (?, ?, ?, ?)",
                          (app_id, batch_no, seq, serial))
 
-    def _first_seq(self, serial: str, current: list[dict[str, Any]]) -> int:
+    def _first_seq(self, serial: str, before: int, current: list[str]) -> int:
         """Where this file first brought ``serial`` (an earlier chunk, or this one)."""
         for lines, first_seq in self.store.all(
                 "SELECT lines, first_seq FROM batch_chunks WHERE app_id = ? AND batch_no = ? ORDER BY chunk",
@@ -208,7 +250,6 @@ class _Registry:
             for offset, line in enumerate(lines.split("\n")):
                 if line.split("|", 3)[2] == serial:
                     return int(first_seq) + offset
-        for d in current:
-            if d["serial"] == serial:
-                return int(d["seq"])
+        if serial in current:
+            return before + current.index(serial) + 1
         raise AssertionError(f"serial {serial} is this batch's but not in its file")  # pragma: no cover

@@ -134,6 +134,21 @@ class Ledger:
         """
         self.store.insert_rows("INSERT INTO postings(txn_id, account_no, amount_fen, memo)", list(legs))
 
+    def add_bulk_legs(self, txn_id: int, legs: str, *, sign: int) -> None:
+        """Append the legs of the JSON array ``legs`` to a bulk transaction, in its order.
+
+        A leg is ``[account_no, amount_fen]`` (memo: the transaction's) or ``[account_no,
+        amount_fen, memo]``; its amount is ``sign * amount_fen``. The array is walked by
+        SQLite itself: no parameter is bound per leg, and the inserts run without Python's
+        lock (so another thread's Python runs meanwhile). Balances are not touched here.
+
+            ledger.add_bulk_legs(txn, '[["6231...", 100], ["6232...", 50, "第二笔"]]', sign=1)
+        """
+        self.store.execute(
+            "INSERT INTO postings(txn_id, account_no, amount_fen, memo) "
+            "SELECT ?, value ->> 0, ? * (value ->> 1), value ->> 2 FROM json_each(?)",
+            (txn_id, sign, legs))
+
     def outflow_used(self, account_no: str, business_date: date) -> tuple[int, int]:
         """(used today, used this year) in fen."""
         rows = self.store.all(

@@ -28,9 +28,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import date
-from operator import itemgetter
+from functools import partial
+from itertools import compress, repeat
+from operator import is_, itemgetter, methodcaller
+from typing import Any
 
 from contracts.codec import FileFormatError, load_layout
 from contracts.codes import CODES
@@ -41,16 +45,22 @@ from simulator.domain.batchrecords import (
     MEMO,
     NAME,
     SEP,
+    SEQ,
     SERIAL,
     finished_text,
-    request_chunks,
 )
 from simulator.domain.ledger import Ledger, day_period, year_period
 from simulator.domain.outcomes import RecordDecider
+from simulator.domain.writebehind import WriteBehind
 from simulator.store import Store
 
 # Legs posted together, sorted by account (see _post_legs): ~64k legs stay a few MB.
 _LEG_WINDOW = 65_536
+# Chunks read (and results written) per task of the store thread: ~35,000 records.
+_ROUND_CHUNKS = 8
+# "12.30" -> "1230": an amount validated at intake has exactly two decimals.
+_NO_DOT = methodcaller("replace", ".", "")
+_ACCOUNT_KEY = itemgetter(0)
 
 
 @dataclass
@@ -86,44 +96,90 @@ def bank_serial_prefix(kind: str, app_id: str, batch_no: str, day: date) -> str:
 
 
 class _Accounts:
-    """The accounts a batch touches, loaded once each (a chunk's unknown ones in one query)."""
+    """The accounts a batch touches, loaded once each (a round's unknown ones in one query).
+
+    :meth:`fetch` only reads the store (it runs on the store thread, ahead of the
+    decisions); :meth:`add` puts what it read into the cache the decisions use.
+    """
 
     def __init__(self, store: Store, day: date) -> None:
         self.store = store
         self.day = day
         self.cache: dict[str, _Account | None] = {}
+        self._asked: set[str] = set()
 
     def get(self, account_no: str) -> _Account | None:
         if account_no not in self.cache:
-            self.load([account_no])
+            self.add(self.fetch([account_no]))
         return self.cache[account_no]
 
-    def load(self, numbers: list[str]) -> None:
-        """Load every account of ``numbers`` not loaded yet (a missing one as None)."""
-        cache = self.cache
-        wanted = list({no for no in numbers if no not in cache})
-        if not wanted:
-            return
-        for no in wanted:
-            cache[no] = None
+    def fetch(self, numbers: list[str]) -> _Fetched:
+        """The rows of every account of ``numbers`` not asked for before, with their counters."""
+        wanted = [no for no in dict.fromkeys(numbers) if no not in self._asked]
+        self._asked.update(wanted)
+        rows: list[Any] = []
+        outflows: list[Any] = []
         day, year = day_period(self.day), year_period(self.day)
         for i in range(0, len(wanted), 5_000):
             part = json.dumps(wanted[i:i + 5_000])
-            for row in self.store.all(
-                    "SELECT account_no, kind, app_id, name, status, frozen, balance_fen, balance_cap_fen, "
-                    "image_status, withholding_agreement FROM accounts "
-                    "WHERE account_no IN (SELECT value FROM json_each(?))", (part,)):
-                cache[row[0]] = _Account(row[1], row[2], row[3], row[4], bool(row[5]), row[6], row[7],
-                                         row[8] in ("APPROVED", "WAIVED"), bool(row[9]))
-            for no, period, used in self.store.all(
-                    "SELECT account_no, period, used_fen FROM outflows WHERE period IN (?, ?) AND "
-                    "account_no IN (SELECT value FROM json_each(?))", (day, year, part)):
-                acct = cache[no]
-                assert acct is not None
-                if period == day:
-                    acct.day_used = used
-                else:
-                    acct.year_used = used
+            rows += self.store.all(
+                "SELECT account_no, kind, app_id, name, status, frozen, balance_fen, balance_cap_fen, "
+                "image_status, withholding_agreement FROM accounts "
+                "WHERE account_no IN (SELECT value FROM json_each(?))", (part,))
+            outflows += self.store.all(
+                "SELECT account_no, period, used_fen FROM outflows WHERE period IN (?, ?) AND "
+                "account_no IN (SELECT value FROM json_each(?))", (day, year, part))
+        return wanted, rows, outflows
+
+    def add(self, fetched: _Fetched) -> None:
+        """Cache what :meth:`fetch` read (an account it did not find as None)."""
+        wanted, rows, outflows = fetched
+        cache = self.cache
+        for no in wanted:
+            cache[no] = None
+        for row in rows:
+            cache[row[0]] = _Account(row[1], row[2], row[3], row[4], bool(row[5]), row[6], row[7],
+                                     row[8] in ("APPROVED", "WAIVED"), bool(row[9]))
+        day = day_period(self.day)
+        for no, period, used in outflows:
+            acct = cache[no]
+            assert acct is not None
+            if period == day:
+                acct.day_used = used
+            else:
+                acct.year_used = used
+
+
+_Fetched = tuple[list[str], list[Any], list[Any]]
+_Chunk = tuple[int, int, str]  # chunk, first seq, its lines
+_ACCOUNT_FIELD = re.compile(r"^[^|\n]*\|[^|]*\|[^|]*\|([^|]*)", re.MULTILINE)
+
+
+class _Rounds:
+    """Reads a batch's chunks a round at a time, with the accounts they name not read yet.
+
+    Runs on the store thread, a round ahead of the decisions.
+    """
+
+    def __init__(self, store: Store, app_id: str, batch_no: str, accounts: _Accounts,
+                 stride: int) -> None:
+        self.store, self.app_id, self.batch_no = store, app_id, batch_no
+        self.accounts, self.stride = accounts, stride
+        self.last = -1
+
+    def __call__(self) -> tuple[list[_Chunk], _Fetched] | None:
+        rows = self.store.all(
+            "SELECT chunk, first_seq, lines FROM batch_chunks WHERE app_id = ? AND batch_no = ? "
+            "AND chunk > ? ORDER BY chunk LIMIT ?", (self.app_id, self.batch_no, self.last, _ROUND_CHUNKS))
+        if not rows:
+            return None
+        self.last = int(rows[-1][0])
+        chunks = [(int(chunk), int(first_seq), str(text)) for chunk, first_seq, text in rows]
+        # The accounts by a scan of the text (a line's account is its 4th field), not a
+        # split: this runs beside the decisions of the previous round and must not hold
+        # Python's lock for long.
+        numbers = _ACCOUNT_FIELD.findall("\n".join(text for _, _, text in chunks))
+        return chunks, self.accounts.fetch(numbers)
 
 
 def _standing(acct: _Account | None, app_id: str, kind: str) -> tuple[str | None, str | None]:
@@ -154,111 +210,101 @@ def process_batch(store: Store, *, app_id: str, batch_no: str, settings: BatchSe
     if batch is None or batch["state"] != "ACCEPTED":
         return None
     kind = batch["kind"]
-    df = kind == "DF"
     ledger = Ledger(store)
     accounts = _Accounts(store, business_date)
     own_no = batch["account_no"]
     own = accounts.get(own_no)
     assert own is not None, "intake checked the batch's own account"
+    judge = _Judge(accounts, own, app_id, kind, policy)
     reused = _reused_serials(store, app_id, batch_no)
     decide = RecordDecider(settings, seed, kind, app_id, batch_no)
-    daily, annual = policy.class_iii.daily_outflow, policy.class_iii.annual_outflow
-    txn_kind = "disbursement" if df else "withholding"
-    serial_prefix = bank_serial_prefix(kind, app_id, batch_no, business_date)
+    plain = not reused and decide.trivial  # the ledger alone decides every record
+    txn_kind = "disbursement" if kind == "DF" else "withholding"
+    request = load_layout("disbursement_request" if kind == "DF" else "withholding_request").detail
+    stride = 1 + len(request.fields)  # pieces per line once a chunk is split at the separator
+    # The return detail line: the request's own fields up to the amount (validated at intake,
+    # written back unchanged), the bank serial (the batch's prefix and the seq on 7 digits),
+    # then what the bank adds. One format call per record, run by map.
+    prefix = bank_serial_prefix(kind, app_id, batch_no, business_date).replace("{", "{{").replace("}", "}}")
+    line = (request.tag.replace("{", "{{").replace("}", "}}")
+            + f"{SEP}{{0}}{SEP}{{1}}{SEP}{{2}}{SEP}{{3}}{SEP}{{4}}{SEP}{prefix}{{0:0>7}}{{5}}").format
     out = _ReturnLines(finished_text(now_us))
     success = out.success
     summary = Summary()
     by_code = summary.by_code
     txn_id = 0
     txn_memo = ""
-    sign = 1 if df else -1  # the Class III leg's sign
-    legs: list[tuple[int, str, int, str | None]] = []
-    standing: dict[str, tuple[str | None, str | None]] = {}
-    for chunk, first_seq, lines in request_chunks(store, app_id, batch_no):
-        records = [line.split(SEP) for line in lines]
-        accounts.load([r[ACCOUNT] for r in records])
-        cache = accounts.cache
-        results: list[str] = []
-        decided: dict[str, str] = {}
-        seq = first_seq - 1
-        for r in records:
-            seq += 1
-            serial, account_no, name, text = r[SERIAL], r[ACCOUNT], r[NAME], r[AMOUNT]
-            amount = int(text[:-3] + text[-2:])
-            code: str | None = None
-            reason: str | None = None
-            forced = None
-            if reused and serial in reused:
-                code, by = "3051", "ledger: serial used in an earlier batch"
-            elif not decide.trivial and (forced := decide(serial, seq, account_no, name, amount)):
-                code, by, reason = forced.code, forced.by, forced.reason
-            else:
-                by = "ledger"
-                acct = cache[account_no]
-                verdict = standing.get(account_no)
-                if verdict is None:
-                    verdict = standing[account_no] = _standing(acct, app_id, kind)
-                before, after = verdict
-                if before is not None:
-                    code = before
-                elif acct is None:  # pragma: no cover - _standing said 3009
-                    code = "3009"
-                elif acct.name != name:
-                    code = "3031"
-                elif after is not None:
-                    code = after
-                elif df:
-                    if acct.cap is not None and acct.balance + amount > acct.cap:
-                        code = "3014"
-                    elif own.balance < amount:
-                        code = "3008"
-                    else:
-                        own.balance -= amount
-                        acct.balance += amount
-                elif acct.balance < amount:
-                    code = "3008"
-                elif acct.day_used + amount > daily or acct.year_used + amount > annual:
-                    code = "3013"
+    sign = 1 if kind == "DF" else -1  # the Class III leg's sign
+    legs: list[tuple[str, int, str]] = []
+    # The store work runs on a second thread, a round ahead (reads) and behind (writes).
+    with WriteBehind() as writer:
+        rounds = _Rounds(store, app_id, batch_no, accounts, stride)
+        upcoming = writer.submit(rounds)
+        while (got := upcoming.result()) is not None:
+            upcoming = writer.submit(rounds)
+            chunks, fetched = got
+            accounts.add(fetched)
+            results: list[tuple[str, str, int, int, int, bytes, str]] = []
+            for chunk, first_seq, text in chunks:
+                # Split at the separator, every line gives ``stride`` pieces (its last one
+                # joined to the next line's tag), so a field's values are a slice.
+                pieces = text.split(SEP)
+                seqs, serials = pieces[SEQ::stride], pieces[SERIAL::stride]
+                numbers, names, memos = pieces[ACCOUNT::stride], pieces[NAME::stride], pieces[MEMO::stride]
+                amount_texts = pieces[AMOUNT::stride]
+                amounts = list(map(int, map(_NO_DOT, amount_texts)))
+                tails: list[str] = []
+                decided: dict[str, str] = {}
+                if plain:
+                    tails = [success if (code := judge(no, name, amount)) is None else out.failure(code, None)
+                             for no, name, amount in zip(numbers, names, amounts, strict=True)]
                 else:
-                    acct.balance -= amount
-                    own.balance += amount
-                    acct.day_used += amount
-                    acct.year_used += amount
-                    acct.outflow += amount
-            if code is None:
-                acct = cache[account_no]
-                assert acct is not None
-                acct.touched = True
-                memo = r[MEMO] or txn_kind
-                if not txn_id:
-                    # A batch's successful records are one transaction: a posting per record
-                    # on the Class III side, one on the platform's account for their sum.
-                    # Its memo is the first record's; a posting carries its own only if it differs.
-                    txn_id = ledger.open_bulk(kind=txn_kind, at_us=now_us, business_date=business_date,
-                                              app_id=app_id, ref=batch["file_name"].rsplit(".", 1)[0],
-                                              memo=memo)
-                    txn_memo = memo
-                legs.append((txn_id, account_no, sign * amount, None if memo == txn_memo else memo))
-                results.append(f"{SEP.join(r[:MEMO])}{SEP}{serial_prefix}{seq:07d}{success}")
-                summary.success_count += 1
-                summary.success_fen += amount
-            else:
-                tail = out.failure(code, reason)
-                results.append(f"{SEP.join(r[:MEMO])}{SEP}{serial_prefix}{seq:07d}{tail}")
-                summary.fail_count += 1
-                summary.fail_fen += amount
-                by_code[code] = by_code.get(code, 0) + 1
-                if by != "ledger":
-                    decided[str(seq)] = by
-        if len(legs) >= _LEG_WINDOW:
-            _post_legs(ledger, legs)
-            legs = []
-        store.execute(
-            "INSERT INTO batch_results(app_id, batch_no, chunk, first_seq, count, lines, decided) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (app_id, batch_no, chunk, first_seq, len(records),
-             ("\r\n".join(results) + "\r\n").encode("gbk"), json.dumps(decided, ensure_ascii=False)))
-    _post_legs(ledger, legs)
+                    add = tails.append
+                    for seq, serial, no, name, amount in zip(range(first_seq, first_seq + len(amounts)),
+                                                             serials, numbers, names, amounts, strict=True):
+                        reason: str | None = None
+                        if serial in reused:
+                            code, by = "3051", "ledger: serial used in an earlier batch"
+                        elif forced := decide(serial, seq, no, name, amount):
+                            code, by, reason = forced.code, forced.by, forced.reason
+                        else:
+                            code, by = judge(no, name, amount), "ledger"
+                        add(success if code is None else out.failure(code, reason))
+                        if by != "ledger":
+                            decided[str(seq)] = by
+                ok = list(map(is_, tails, repeat(success)))
+                succeeded = ok.count(True)
+                if succeeded:
+                    if not txn_id:
+                        # A batch's successful records are one transaction: a posting per record
+                        # on the Class III side, one on the platform's account for their sum.
+                        # Its memo is the first record's; a posting carries its own only if it differs.
+                        txn_memo = memos[ok.index(True)] or txn_kind
+                        txn_id = writer.submit(partial(
+                            ledger.open_bulk, kind=txn_kind, at_us=now_us, business_date=business_date,
+                            app_id=app_id, ref=batch["file_name"].rsplit(".", 1)[0], memo=txn_memo)).result()
+                    legs.extend(compress(zip(numbers, amounts, memos, strict=True), ok))
+                    summary.success_count += succeeded
+                    summary.success_fen += sum(compress(amounts, ok))
+                if succeeded < len(ok):
+                    for tail, good, amount in zip(tails, ok, amounts, strict=True):
+                        if not good:
+                            code = out.code[tail]
+                            by_code[code] = by_code.get(code, 0) + 1
+                            summary.fail_count += 1
+                            summary.fail_fen += amount
+                if len(legs) >= _LEG_WINDOW:
+                    writer.submit(partial(ledger.add_bulk_legs, txn_id,
+                                          _legs_json(legs, txn_kind, txn_memo), sign=sign))
+                    legs = []
+                returned = "\r\n".join(map(line, seqs, serials, numbers, names, amount_texts, tails))
+                results.append((app_id, batch_no, chunk, first_seq, len(tails),
+                                (returned + "\r\n").encode("gbk"), json.dumps(decided, ensure_ascii=False)))
+            writer.submit(partial(store.insert_rows, "INSERT INTO batch_results(app_id, batch_no, chunk, "
+                                  "first_seq, count, lines, decided)", results))
+        if legs:
+            writer.submit(partial(ledger.add_bulk_legs, txn_id, _legs_json(legs, txn_kind, txn_memo),
+                                  sign=sign))
     if txn_id:
         own.touched = True
         ledger.add_legs([(txn_id, own_no, -sign * summary.success_fen, None)])
@@ -268,6 +314,59 @@ def process_batch(store: Store, *, app_id: str, batch_no: str, settings: BatchSe
         "txn_id = ? WHERE app_id = ? AND batch_no = ?",
         (now_us, summary.success_count, summary.success_fen, txn_id or None, app_id, batch_no))
     return summary
+
+
+class _Judge:
+    """The bank's own verdict on a record: None (it moves the money, in memory) or a code.
+
+    Called in file order, so each record sees the balances and counters its predecessors
+    left. What does not depend on the amount (:func:`_standing`) is worked out once per
+    account.
+    """
+
+    def __init__(self, accounts: _Accounts, own: _Account, app_id: str, kind: str,
+                 policy: BankPolicy) -> None:
+        self.cache = accounts.cache
+        self.own = own
+        self.app_id = app_id
+        self.kind = kind
+        self.df = kind == "DF"
+        self.daily, self.annual = policy.class_iii.daily_outflow, policy.class_iii.annual_outflow
+        self.standing: dict[str, tuple[str | None, str | None]] = {}
+
+    def __call__(self, account_no: str, name: str, amount: int) -> str | None:
+        acct = self.cache[account_no]
+        verdict = self.standing.get(account_no)
+        if verdict is None:
+            verdict = self.standing[account_no] = _standing(acct, self.app_id, self.kind)
+        before, after = verdict
+        if before is not None:
+            return before
+        assert acct is not None  # _standing says 3009 for a missing account
+        if acct.name != name:
+            return "3031"
+        if after is not None:
+            return after
+        if self.df:
+            if acct.cap is not None and acct.balance + amount > acct.cap:
+                return "3014"
+            own = self.own
+            if own.balance < amount:
+                return "3008"
+            own.balance -= amount
+            acct.balance += amount
+        else:
+            if acct.balance < amount:
+                return "3008"
+            if acct.day_used + amount > self.daily or acct.year_used + amount > self.annual:
+                return "3013"
+            acct.balance -= amount
+            self.own.balance += amount
+            acct.day_used += amount
+            acct.year_used += amount
+            acct.outflow += amount
+        acct.touched = True
+        return None
 
 
 class _ReturnLines:
@@ -284,6 +383,7 @@ class _ReturnLines:
         self._reason = layout.encoders[layout.names.index("reason")]
         self._finished = finished
         self._failures: dict[tuple[str, str | None], str] = {}
+        self.code: dict[str, str] = {}  # text -> its code
         self.success = self.failure("0000", None, result="S")
 
     def failure(self, code: str, reason: str | None, result: str = "F") -> str:
@@ -298,20 +398,23 @@ class _ReturnLines:
                 # code's own message instead, so the return file stays readable.
                 message = CODES[code].message_zh
             text = self._failures[key] = f"{SEP}{result}{SEP}{code}{SEP}{message}{SEP}{self._finished}{SEP}"
+            self.code[text] = code
         return text
 
 
-def _post_legs(ledger: Ledger, legs: list[tuple[int, str, int, str | None]]) -> None:
-    """Write a window of Class III legs in account order (stable: an account's stay in file order).
+def _legs_json(legs: list[tuple[str, int, str]], txn_kind: str, txn_memo: str) -> str:
+    """A window of Class III legs ``(account, amount, memo as in the file)`` for the ledger.
 
-    Posting them in file order inserts into the postings-by-account index at random places,
-    which costs three times as much as sweeping it in key order. Posting ids within a
-    window then follow the accounts; each account's own history keeps file order, and the
-    batch's record order stays in its chunks (statements list the batch from there).
+    In account order, stable (an account's legs keep file order): posted in file order,
+    every leg would insert into the postings-by-account index at a random place, which
+    costs three times as much as sweeping it in key order. Posting ids within a window
+    then follow the accounts; each account's own history keeps file order, and the batch's
+    record order stays in its chunks (statements list the batch from there). A leg names
+    its memo (an empty one is the kind's) only when it is not the transaction's.
     """
-    if legs:
-        legs.sort(key=itemgetter(1))
-        ledger.add_legs(legs)
+    legs.sort(key=_ACCOUNT_KEY)
+    return json.dumps([(no, amount) if (memo or txn_kind) == txn_memo else (no, amount, memo or txn_kind)
+                       for no, amount, memo in legs], ensure_ascii=False)
 
 
 def _reused_serials(store: Store, app_id: str, batch_no: str) -> set[str]:
