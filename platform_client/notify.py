@@ -5,6 +5,12 @@ resource and credits the order once (:func:`platform_client.topups.handle_notifi
 200 ``{"code": "SUCCESS"}`` on success or a duplicate; 401 bad signature, 400 malformed or
 not a success, 404 unknown order, every one recorded. Bound to 127.0.0.1 by default.
 
+The store work runs in a worker thread, never on the event loop, so the server keeps
+reading requests meanwhile; the notifications that arrived while one batch was being
+applied are applied together as the next batch, in one store transaction (one commit, a
+savepoint each: :func:`platform_client.topups.handle_notifications`), and each is
+answered after that commit.
+
 Example::
 
     with NotifyServer(ctx) as server:      # port 0 in the config: a free port
@@ -13,27 +19,67 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from collections.abc import Mapping
 from types import TracebackType
+from typing import Any, TypeAlias
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from platform_client.context import Context
-from platform_client.topups import handle_notification
+from platform_client.topups import handle_notifications
 
 NOTIFY_PATH = "/wechat/notify"
 START_TIMEOUT_S = 10.0
+# Bounds one transaction's size (and the wait of the first notification in it).
+MAX_BATCH = 64
+Answer: TypeAlias = tuple[int, dict[str, Any]]
+
+
+class _Batcher:
+    """Collects notifications as they arrive and applies them a batch at a time."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._waiting: list[tuple[Mapping[str, str], bytes, asyncio.Future[Answer]]] = []
+        self._worker: asyncio.Task[None] | None = None
+
+    async def submit(self, headers: Mapping[str, str], body: bytes) -> Answer:
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._waiting.append((headers, body, future))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._work())
+        return await future
+
+    async def _work(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+            try:
+                answers = await run_in_threadpool(
+                    handle_notifications, self.ctx, [(h, b) for h, b, _ in batch])
+            except Exception as exc:  # e.g. the commit failed: nobody is told "SUCCESS"
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, _, future), answer in zip(batch, answers, strict=True):
+                if not future.done():  # the client may have gone away meanwhile
+                    future.set_result(answer)
 
 
 def notify_app(ctx: Context) -> Starlette:
+    batcher = _Batcher(ctx)
+
     async def notify(request: Request) -> JSONResponse:
         body = await request.body()
-        status, answer = handle_notification(ctx, dict(request.headers), body)
+        status, answer = await batcher.submit(dict(request.headers), body)
         return JSONResponse(answer, status_code=status)
 
     return Starlette(routes=[Route(NOTIFY_PATH, notify, methods=["POST"])])

@@ -34,6 +34,8 @@ class WeChatClient:
         self.config = config
         self.http = httpx.Client(base_url=config.wechat_base_url, timeout=config.http_timeout_s,
                                  transport=transport)
+        self._base = config.wechat_base_url.rstrip("/")
+        self._timeout = httpx.Timeout(config.http_timeout_s).as_dict()
 
     def close(self) -> None:
         self.http.close()
@@ -46,8 +48,13 @@ class WeChatClient:
         headers = {"Authorization": auth, "Accept": "application/json"}
         if data:
             headers["Content-Type"] = "application/json"
+        # A request built here and sent by the client (its transport, proxies, pool): what
+        # client.request() would send, less its per-call merging of base URL, headers and
+        # cookies (none here), a tenth of a top-up's cost on the platform's side.
+        request = httpx.Request(method, self._base + path, content=data, headers=headers,
+                                extensions={"timeout": self._timeout})
         try:
-            response = self.http.request(method, path, content=data, headers=headers)
+            response = self.http.send(request)
         except httpx.HTTPError as exc:
             raise WeChatError("NETWORK", f"{method} {path}: {type(exc).__name__}: {exc}") from None
         if response.status_code >= 400:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -60,8 +61,12 @@ from simulator.wechat.notifications import Notifications
 
 if TYPE_CHECKING:
     import sqlite3
+    from typing import TypeAlias
 
     from simulator.bank import Bank
+
+    # An order as read (a row) or as just written (a dict of the same columns).
+    OrderRow: TypeAlias = sqlite3.Row | Mapping[str, Any]
 
 SETTLE_JOB = "wechat.settle"
 _STATE_DESC = {"SUCCESS": "支付成功", "NOTPAY": "订单未支付", "CLOSED": "订单已关闭",
@@ -104,8 +109,16 @@ class WechatChannel:
         """An order by out_trade_no alone (control API), or by merchant and out_trade_no."""
         if mchid is not None:
             return self._order_row(mchid, out_trade_no)
-        rows = self.bank.store.all("SELECT * FROM wechat_orders WHERE out_trade_no = ?",
-                                   (out_trade_no,))
+        # The primary key is (mchid, out_trade_no): asking per merchant of the profile uses
+        # it, where out_trade_no alone would scan every order. Orders of a merchant since
+        # removed from the profile are still found by the scan.
+        merchants = [m.mchid for m in self._settings.merchants]
+        marks = ", ".join("?" * len(merchants))
+        rows = self.bank.store.all(f"SELECT * FROM wechat_orders WHERE mchid IN ({marks}) "
+                                   "AND out_trade_no = ?", (*merchants, out_trade_no))
+        if not rows:
+            rows = self.bank.store.all("SELECT * FROM wechat_orders WHERE out_trade_no = ?",
+                                       (out_trade_no,))
         if not rows:
             raise OrderNotExist(f"no order {out_trade_no}")
         if len(rows) > 1:
@@ -113,7 +126,7 @@ class WechatChannel:
         return rows[0]
 
     @staticmethod
-    def _view(row: sqlite3.Row) -> dict[str, Any]:
+    def _view(row: OrderRow) -> dict[str, Any]:
         """The order as the v3 query answers it (also the notification's resource)."""
         paid = row["success_us"] is not None
         view: dict[str, Any] = {"appid": row["appid"], "mchid": row["mchid"],
@@ -204,22 +217,28 @@ class WechatChannel:
             now_us = bank.clock.now_us()
             day = wechat_date(now, self._settings.cutover)
             plan = decide_notify(self._settings.notify, seed, mchid, out_trade_no, row["total_fen"])
+            paid_fields = {
+                "state": "SUCCESS", "transaction_id": transaction_id(seed, mchid, out_trade_no),
+                "openid": openid or default_openid(seed, mchid, out_trade_no),
+                "bank_type": bank_type, "success_us": now_us, "bill_date": day.isoformat(),
+                "fee_fen": fee_fen(row["total_fen"], merchant.fee_rate),
+                "fee_rate": str(merchant.fee_rate), "notify_fault": plan.describe()}
             store.execute(
-                "UPDATE wechat_orders SET state = 'SUCCESS', transaction_id = ?, openid = ?, "
-                "bank_type = ?, success_us = ?, bill_date = ?, fee_fen = ?, fee_rate = ?, "
-                "notify_fault = ? WHERE mchid = ? AND out_trade_no = ?",
-                (transaction_id(seed, mchid, out_trade_no),
-                 openid or default_openid(seed, mchid, out_trade_no), bank_type, now_us,
-                 day.isoformat(), fee_fen(row["total_fen"], merchant.fee_rate),
-                 str(merchant.fee_rate), plan.describe(), mchid, out_trade_no))
-            paid = self._order_row(mchid, out_trade_no)
+                "UPDATE wechat_orders SET state = :state, transaction_id = :transaction_id, "
+                "openid = :openid, bank_type = :bank_type, success_us = :success_us, "
+                "bill_date = :bill_date, fee_fen = :fee_fen, fee_rate = :fee_rate, "
+                "notify_fault = :notify_fault WHERE mchid = :mchid AND out_trade_no = :out_trade_no",
+                {**paid_fields, "mchid": mchid, "out_trade_no": out_trade_no})
+            # The row as just written, without reading it back; an order paid now has no
+            # refunds yet.
+            paid = {**dict(row), **paid_fields}
             self.notifications.create(mchid=mchid, out_trade_no=out_trade_no,
                                       resource=self._view(paid), plan=plan, seed=seed)
             self._schedule_settlement(mchid, day)
             record_event(store, now_us, "wechat.paid", ref=out_trade_no,
                          detail={"mchid": mchid, "total": row["total_fen"], "bill_date": day.isoformat(),
                                  "notify": plan.describe()})
-            return self.admin_view(paid)
+            return self.admin_view(paid, refunds=())
 
     def refund(self, out_trade_no: str, amount: str, *, mchid: str | None = None,
                out_refund_no: str | None = None) -> dict[str, Any]:
@@ -275,12 +294,17 @@ class WechatChannel:
                 "success_time": _rfc3339(refund["refunded_us"]), "bill_date": refund["bill_date"],
                 "order": self.admin_view(order)}
 
-    def admin_view(self, row: sqlite3.Row) -> dict[str, Any]:
-        """The query answer plus what the control API shows (bill date, fee, faults, refunds)."""
-        refunds = self.bank.store.all(
-            "SELECT out_refund_no, refund_id, amount_fen, refunded_us, bill_date FROM wechat_refunds "
-            "WHERE mchid = ? AND out_trade_no = ? ORDER BY refunded_us, out_refund_no",
-            (row["mchid"], row["out_trade_no"]))
+    def admin_view(self, row: OrderRow,
+                   refunds: Sequence[sqlite3.Row] | None = None) -> dict[str, Any]:
+        """The query answer plus what the control API shows (bill date, fee, faults, refunds).
+
+        ``refunds`` are the order's refund rows when the caller has them (None: read them).
+        """
+        if refunds is None:
+            refunds = self.bank.store.all(
+                "SELECT out_refund_no, refund_id, amount_fen, refunded_us, bill_date FROM wechat_refunds "
+                "WHERE mchid = ? AND out_trade_no = ? ORDER BY refunded_us, out_refund_no",
+                (row["mchid"], row["out_trade_no"]))
         return {**self._view(row), "description": row["description"], "notify_url": row["notify_url"],
                 "created_at": _rfc3339(row["created_us"]),
                 "closed_at": _rfc3339(row["closed_us"]) if row["closed_us"] else None,
@@ -372,9 +396,12 @@ class WechatChannel:
     # -- T+1 settlement -----------------------------------------------------------------
 
     def _schedule_settlement(self, mchid: str, day: date) -> None:
-        self.bank.scheduler.schedule(SETTLE_JOB, settle_at(day, self._settings),
-                                     {"mchid": mchid, "bill_date": day.isoformat()},
-                                     dedupe_key=f"{SETTLE_JOB}:{mchid}:{day.isoformat()}")
+        key = f"{SETTLE_JOB}:{mchid}:{day.isoformat()}"
+        # Every payment of the day asks; all but the first find the job with one lookup.
+        if self.bank.store.one("SELECT 1 FROM jobs WHERE dedupe_key = ?", (key,)) is None:
+            self.bank.scheduler.schedule(SETTLE_JOB, settle_at(day, self._settings),
+                                         {"mchid": mchid, "bill_date": day.isoformat()},
+                                         dedupe_key=key)
 
     def _settle(self, job: Job) -> None:
         bank, store = self.bank, self.bank.store

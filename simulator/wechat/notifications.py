@@ -1,11 +1,15 @@
 """Payment-notification deliveries: what is owed, what is due, and what each attempt did.
 
 A paid order owes one delivery (two when duplicated, none sent when dropped). Each attempt
-of a delivery is a ``wechat.notify`` job on the scheduler; the job only marks the delivery
-``due``. Sending is not done here nor inside any job or transaction: the dispatcher
-(:mod:`simulator.wechat.dispatcher`) sends due deliveries after the state is committed and
-then calls :meth:`Notifications.record`, which schedules the next attempt per
-``wechat.notify.retry_schedule`` relative to the clock's now, or closes the delivery.
+of a delivery waits for a ``wechat.notify`` job on the scheduler at its due time; the job
+only marks the deliveries due by then ``due``. There is one pending job per instant, not
+one per delivery: a burst of payments at the same clock time (a bulk test, a busy day) owes
+thousands of notifications due together, and one job wakes them all with one indexed
+UPDATE instead of thousands of job rows, job runs and job events. Sending is not done here
+nor inside any job or transaction: the dispatcher (:mod:`simulator.wechat.dispatcher`) sends
+due deliveries after the state is committed and then calls :meth:`Notifications.record`,
+which schedules the next attempt per ``wechat.notify.retry_schedule`` relative to the
+clock's now, or closes the delivery.
 
 Example::
 
@@ -19,19 +23,22 @@ Example::
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
+
 from simulator.clock import VirtualClock, from_us, to_us
 from simulator.config import NotifySettings
 from simulator.domain.wechat_rules import NotifyPlan, notification_id, retry_delay
-from simulator.events import record_event
+from simulator.events import record_events
 from simulator.scheduler import Job, Scheduler
 from simulator.store import Store
 
 JOB_KIND = "wechat.notify"
+_IDS_PER_QUERY = 500  # below SQLite's default limit of bound parameters
 OUTCOMES = ("SUCCESS", "FAILED", "IGNORED")
 
 
@@ -66,11 +73,11 @@ class Notifications:
                plan: NotifyPlan, seed: int) -> None:
         """Owe the notification of a paid order (inside the payment's transaction)."""
         now = self._clock.now_us()
-        text = json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
+        text = orjson.dumps(resource).decode()  # compact UTF-8 JSON, keys in their order
         first_due = now + plan.delay // timedelta(microseconds=1)
         with self._store.transaction():
             for copy_no in range(1, (1 if plan.drop else plan.copies) + 1):
-                cur = self._store.execute(
+                self._store.execute(
                     "INSERT INTO wechat_deliveries(notification_id, mchid, out_trade_no, copy_no, "
                     "ignore_answer, resource, state, next_attempt, next_due_us, created_us) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
@@ -78,18 +85,23 @@ class Notifications:
                      copy_no, int(plan.ignore_answer), text,
                      "dropped" if plan.drop else "scheduled",
                      None if plan.drop else first_due, now))
-                if not plan.drop:
-                    self._schedule(int(cur.lastrowid or 0), 1, from_us(first_due))
+            if not plan.drop:
+                self._wake_at(first_due)
 
-    def _schedule(self, delivery_id: int, attempt: int, due: datetime) -> None:
-        self._scheduler.schedule(JOB_KIND, due, {"delivery_id": delivery_id, "attempt": attempt},
-                                 dedupe_key=f"{JOB_KIND}:{delivery_id}:{attempt}")
+    def _wake_at(self, due_us: int) -> None:
+        """Make sure a pending job runs at ``due_us`` (inside the caller's transaction)."""
+        # No dedupe key: a job of this instant that already ran must not stop a new one
+        # (a payment at the same clock time after a delivery round still needs waking).
+        if self._store.one("SELECT 1 FROM jobs WHERE state = 'pending' AND due_us = ? AND kind = ?",
+                           (due_us, JOB_KIND)) is None:
+            self._scheduler.schedule(JOB_KIND, from_us(due_us))
 
     def _on_due(self, job: Job) -> None:
+        # Every delivery due by now, whatever job scheduled it (older states kept one job
+        # per delivery and attempt; marking all that are due covers them too).
         self._store.execute(
             "UPDATE wechat_deliveries SET state = 'due' "
-            "WHERE id = ? AND state = 'scheduled' AND next_attempt = ?",
-            (int(job.payload["delivery_id"]), int(job.payload["attempt"])))
+            "WHERE state = 'scheduled' AND next_due_us <= ?", (self._clock.now_us(),))
 
     def due(self, limit: int = 1000) -> list[DueDelivery]:
         rows = self._store.all(
@@ -115,37 +127,74 @@ class Notifications:
         Returns False (and writes nothing) when the delivery is no longer the one that was
         sent, e.g. after a reset while the request was on the wire.
         """
-        if outcome not in OUTCOMES:
-            raise ValueError(f"unknown outcome {outcome!r}")
+        return self.record_many([(delivery, outcome, http_status, error)], sent_us=sent_us,
+                                settings=settings)[0]
+
+    def record_many(self, results: Sequence[tuple[DueDelivery, str, int | None, str | None]], *,
+                    sent_us: int, settings: NotifySettings) -> list[bool]:
+        """:meth:`record` for a round of attempts (delivery, outcome, HTTP status, error), in
+        order, in one transaction with a few statements for the whole round; for each,
+        whether it was recorded.
+
+        Example::
+
+            notes.record_many([(d1, "SUCCESS", 200, None), (d2, "FAILED", 500, "HTTP 500")],
+                              sent_us=clock.now_us(), settings=profile.wechat.notify)
+        """
+        for _, outcome, _, _ in results:
+            if outcome not in OUTCOMES:
+                raise ValueError(f"unknown outcome {outcome!r}")
+        recorded: list[bool] = []
+        attempts: list[tuple[Any, ...]] = []
+        closed: list[tuple[str, int]] = []
+        retried: list[tuple[int, int, int]] = []
+        events: list[tuple[int, str, str | None, str | None, dict[str, Any]]] = []
         with self._store.transaction():
-            current = self._store.one(
-                "SELECT 1 FROM wechat_deliveries WHERE id = ? AND notification_id = ? "
-                "AND state = 'due' AND next_attempt = ?",
-                (delivery.id, delivery.notification_id, delivery.attempt))
-            if current is None:
-                return False
-            self._store.execute(
+            current = self._current({d.id for d, *_ in results})
+            now = self._clock.now()
+            for delivery, outcome, http_status, error in results:
+                key = (delivery.id, delivery.notification_id, delivery.attempt)
+                recorded.append(key in current)
+                if key not in current:
+                    continue
+                current.discard(key)
+                attempts.append((delivery.id, delivery.attempt, delivery.due_us, sent_us, outcome,
+                                 http_status, error))
+                wait = None if outcome == "SUCCESS" else retry_delay(settings, delivery.attempt)
+                if outcome == "SUCCESS" or wait is None:
+                    closed.append(("delivered" if outcome == "SUCCESS" else "exhausted", delivery.id))
+                else:
+                    retried.append((delivery.attempt + 1, to_us(now + wait), delivery.id))
+                events.append((sent_us, "wechat.notified", None, delivery.out_trade_no,
+                               {"notification_id": delivery.notification_id,
+                                "attempt": delivery.attempt, "outcome": outcome,
+                                "http_status": http_status}))
+            conn = self._store.conn
+            conn.executemany(
                 "INSERT INTO wechat_attempts(delivery_id, attempt, due_us, sent_us, outcome, "
-                "http_status, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (delivery.id, delivery.attempt, delivery.due_us, sent_us, outcome, http_status,
-                 error))
-            wait = None if outcome == "SUCCESS" else retry_delay(settings, delivery.attempt)
-            if outcome == "SUCCESS" or wait is None:
-                state = "delivered" if outcome == "SUCCESS" else "exhausted"
-                self._store.execute(
-                    "UPDATE wechat_deliveries SET state = ?, next_due_us = NULL WHERE id = ?",
-                    (state, delivery.id))
-            else:
-                due = self._clock.now() + wait
-                self._store.execute(
-                    "UPDATE wechat_deliveries SET state = 'scheduled', next_attempt = ?, "
-                    "next_due_us = ? WHERE id = ?", (delivery.attempt + 1, to_us(due), delivery.id))
-                self._schedule(delivery.id, delivery.attempt + 1, due)
-            record_event(self._store, sent_us, "wechat.notified", ref=delivery.out_trade_no,
-                         detail={"notification_id": delivery.notification_id,
-                                 "attempt": delivery.attempt, "outcome": outcome,
-                                 "http_status": http_status})
-        return True
+                "http_status, error) VALUES (?, ?, ?, ?, ?, ?, ?)", attempts)
+            conn.executemany("UPDATE wechat_deliveries SET state = ?, next_due_us = NULL WHERE id = ?",
+                             closed)
+            conn.executemany("UPDATE wechat_deliveries SET state = 'scheduled', next_attempt = ?, "
+                             "next_due_us = ? WHERE id = ?", retried)
+            for due_us in sorted({due for _, due, _ in retried}):
+                self._wake_at(due_us)
+            if events:
+                record_events(self._store, events)
+        return recorded
+
+    def _current(self, ids: set[int]) -> set[tuple[int, str, int]]:
+        """(id, notification_id, attempt) of those deliveries that are still due."""
+        found: set[tuple[int, str, int]] = set()
+        ordered = sorted(ids)
+        for i in range(0, len(ordered), _IDS_PER_QUERY):
+            chunk = ordered[i:i + _IDS_PER_QUERY]
+            rows = self._store.all(
+                "SELECT id, notification_id, next_attempt FROM wechat_deliveries "
+                f"WHERE state = 'due' AND id IN ({', '.join('?' * len(chunk))})", chunk)
+            found.update((int(r["id"]), str(r["notification_id"]), int(r["next_attempt"]))
+                         for r in rows)
+        return found
 
     def listing(self, out_trade_no: str | None = None) -> list[dict[str, Any]]:
         """Every delivery attempt (and every dropped or still pending delivery), in order."""
