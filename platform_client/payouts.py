@@ -413,8 +413,10 @@ def resubmit(ctx: Context, kind: str | None = None, serials: list[str] | None = 
 def original_progress(ctx: Context, batch_no: int) -> dict[str, int]:
     """How the original records of a batch stand across all their attempts."""
     rows = ctx.store.all(
+        # coalesce(...) on both sides: the lookup uses the one_success_per_original index.
         "SELECT o.record_id, EXISTS (SELECT 1 FROM batch_records s WHERE s.state = 'SUCCESS' AND "
-        "coalesce(s.original_id, s.record_id) = o.record_id) AS ok FROM batch_records o "
+        "coalesce(s.original_id, s.record_id) = coalesce(o.original_id, o.record_id)) AS ok "
+        "FROM batch_records o "
         "WHERE o.batch_no = ? AND o.original_id IS NULL", (batch_no,))
     done = sum(1 for r in rows if r["ok"])
     return {"records": len(rows), "succeeded": done, "outstanding": len(rows) - done}

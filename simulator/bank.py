@@ -364,7 +364,7 @@ class Bank:
             "mode": str(self.clock.mode),
             "cutover": self.clock.cutover.strftime("%H:%M"),
             "next_cutover": self.clock.next_cutover().isoformat(),
-            "pending_jobs": len(self.scheduler.pending()),
+            "pending_jobs": self.scheduler.pending_count(),
             "next_job_due": nxt.isoformat() if nxt else None,
         }
 

@@ -140,6 +140,9 @@ class Scheduler:
         )
         return [_job(row) for row in rows]
 
+    def pending_count(self) -> int:
+        return int(self._store.scalar("SELECT count(*) FROM jobs WHERE state = 'pending'") or 0)
+
     def next_due(self) -> datetime | None:
         due = self._store.scalar("SELECT MIN(due_us) FROM jobs WHERE state = 'pending'")
         return None if due is None else from_us(int(due))
