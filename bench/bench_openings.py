@@ -7,12 +7,25 @@ back HTTP 200 with ``code == "0000"``.
 
 ``ready``: launch to first ``GET /health`` == 200, median of several launches, alternating
 ``banksim serve --ephemeral`` with the baseline app under uvicorn.
+
+Not a runner figure, a tool for finding where an opening's time goes:
+``python -m bench.bench_openings --in-process [N]`` calls banksim's ASGI app and the
+baseline app in this process (no sockets, no uvicorn), N openings in batches of 32
+concurrent requests, and prints the CPU per request of each. Run it under a profiler
+(e.g. ``py-spy record -- python -m bench.bench_openings --in-process 20000``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import sys
+import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from bench.common import Context, Figure, ServerError, check, free_port, median, start_server
 from bench.loadgen import LoadResult, run_load
@@ -40,6 +53,13 @@ class Measured:
     warmup_failures: dict[str, int]
     failures: dict[str, int]
     server_cpu_s: float | None
+
+    @property
+    def cpu_per_request_us(self) -> float | None:
+        """Server CPU per answered request: steadier than req/s when the cores are shared."""
+        if self.server_cpu_s is None or not self.load.completed:
+            return None
+        return 1e6 * self.server_cpu_s / self.load.completed
 
     @property
     def failed(self) -> int:
@@ -129,6 +149,10 @@ def _throughput(ctx: Context, unavailable: str | None) -> list[Figure]:
         Figure(NAME, "failed openings", failed, "req", f"{BASELINE} failures",
                float(base.failed), None, *check(failed, "==", 0),
                _failure_note(bank) if bank else notes),
+        Figure(NAME, "server CPU per request", bank.cpu_per_request_us if bank else None, "µs",
+               f"{BASELINE} CPU per request", base.cpu_per_request_us, None, "", None,
+               "server process CPU (/proc) ÷ responses; the ratio of these is what the "
+               "throughput ratio tends to when the server has a whole core"),
     ]
 
 
@@ -181,3 +205,75 @@ def run(ctx: Context) -> list[Figure]:
     for _, fn in parts:
         figures += fn(ctx, unavailable)
     return figures
+
+
+# --- in process -----------------------------------------------------------------------------
+
+Asgi = Callable[[dict[str, Any], Any, Any], Any]
+
+
+async def _asgi_post(app: Asgi, path: str, request: bytes) -> int:
+    """POST one pre-built request (``workload.http_request`` bytes) to ``app``; its status."""
+    head, _, body = request.partition(b"\r\n\r\n")
+    headers = [tuple(line.split(b": ", 1)) for line in head.split(b"\r\n")[1:]]
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(),
+             "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1),
+             "server": ("127.0.0.1", 80),
+             "headers": [(name.lower(), value) for name, value in headers]}
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop() if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    return status
+
+
+async def _in_process(app: Asgi, path: str, n: int) -> float:
+    async def send_all(requests: list[bytes]) -> None:
+        for i in range(0, len(requests), CONCURRENCY):
+            statuses = await asyncio.gather(*(_asgi_post(app, path, r)
+                                              for r in requests[i:i + CONCURRENCY]))
+            if set(statuses) != {200}:
+                raise RuntimeError(f"{path}: statuses {sorted(set(statuses))}")
+
+    tag = run_tag()
+    await send_all(signed_requests(path, 80, 0, 640, tag))
+    timed = signed_requests(path, 80, 640, n, tag)
+    gc.collect()
+    gc.freeze()  # as `banksim serve` does after start-up
+    start = time.process_time()
+    await send_all(timed)
+    return (time.process_time() - start) / n * 1e6
+
+
+def in_process(n: int) -> None:
+    """Print the CPU per request of banksim's app and of the baseline app, in process."""
+    from bench.baseline_app import app as baseline
+    from simulator.bank import Bank
+    from simulator.config import load_profile
+    from simulator.http.app import create_app
+
+    state = Path(tempfile.mkdtemp(prefix="banksim-bench-"))
+    bank = Bank(load_profile(None), state, group_commit=True)
+    try:
+        gc.set_threshold(50_000, 20, 20)
+        ours = asyncio.run(_in_process(create_app(bank), OPEN_PATH, n))
+        base = asyncio.run(_in_process(baseline, BASELINE_PATH, n))
+    finally:
+        bank.destroy()
+    print(f"in process, {n} requests, {CONCURRENCY} at a time: banksim {ours:.0f} µs CPU per "
+          f"opening, baseline app {base:.0f} µs per request ({ours / base:.2f}×)")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["--in-process"]:
+        sys.exit("usage: python -m bench.bench_openings --in-process [N]")
+    in_process(int(sys.argv[2]) if len(sys.argv) > 2 else 5000)

@@ -33,11 +33,13 @@ def record_event(store: Store, at_us: int, kind: str, *, app_id: str | None = No
 
 
 def record_events(store: Store, rows: list[tuple[int, str, str | None, str | None, dict[str, Any]]]) -> None:
-    """Many events at once: (at_us, kind, app_id, ref, detail) tuples."""
-    store.conn.executemany(
-        "INSERT INTO events(at_us, kind, app_id, ref, detail) VALUES (?, ?, ?, ?, ?)",
-        [(at, kind, app_id, ref, _detail(detail))
-         for at, kind, app_id, ref, detail in rows])
+    """Many events at once, in order: (at_us, kind, app_id, ref, detail) tuples."""
+    # Multi-row VALUES lists (Store.insert_rows): the server writes every request of a
+    # group commit here, and one statement per 32 rows costs about half of one per row.
+    dumps, sort_keys = orjson.dumps, orjson.OPT_SORT_KEYS
+    store.insert_rows("INSERT INTO events(at_us, kind, app_id, ref, detail)",
+                      [(at, kind, app_id, ref, dumps(detail, option=sort_keys).decode())
+                       for at, kind, app_id, ref, detail in rows], per_statement=32)
 
 
 def list_events(store: Store, *, since_id: int = 0, kind: str | None = None,

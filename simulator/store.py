@@ -27,15 +27,20 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from importlib import resources
 from itertools import chain
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 DB_FILENAME = "bank.db"
 CACHE_KIB = 96 * 1024
+STATEMENT_CACHE = 512
+# Savepoint statements for the usual depths, built once.
+_NAMED = 8
+_SAVEPOINT = tuple(f"SAVEPOINT sp{d}" for d in range(_NAMED))
+_RELEASE = tuple(f"RELEASE sp{d}" for d in range(_NAMED))
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -62,6 +67,9 @@ class Store:
         self.group_commit = False
         self._batch_open = False
         self._checkpointer: _Checkpointer | None = None
+        # Counts rollbacks (of blocks and of failed group commits): a value cached in
+        # memory from a write is still the stored one while this has not moved.
+        self.rollbacks = 0
 
     @classmethod
     def open(cls, path: Path | None) -> Store:
@@ -70,8 +78,12 @@ class Store:
             path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so Python's sqlite3
         # never opens implicit transactions behind our back.
+        # A statement cache larger than the default 128: the batch engine's multi-row
+        # INSERTs come in many sizes, and each one evicting a request's statement would
+        # make the next request prepare it again.
         conn = sqlite3.connect(
-            str(path) if path else ":memory:", isolation_level=None, check_same_thread=False
+            str(path) if path else ":memory:", isolation_level=None, check_same_thread=False,
+            cached_statements=STATEMENT_CACHE,
         )
         conn.row_factory = sqlite3.Row
         if path is not None:
@@ -104,38 +116,54 @@ class Store:
             current = version
         return current
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """All-or-nothing block; nested blocks are savepoints inside the outer one."""
+    def transaction(self) -> _Transaction:
+        """All-or-nothing block; nested blocks are savepoints inside the outer one.
+
+        Use as ``with store.transaction(): ...``; an exception rolls the block back and
+        propagates.
+        """
+        return _Transaction(self)
+
+    def _begin(self) -> bool:
+        """Enter a block; True when it is an outermost block of its own (BEGIN/COMMIT)."""
         # A plain BEGIN/COMMIT only for an outermost block without group commit;
         # everything else is a savepoint (inside the open group transaction if any).
-        own = self._depth == 0 and not self.group_commit
+        depth = self._depth
+        own = depth == 0 and not self.group_commit
+        execute = self.conn.execute
         if own:
-            self.conn.execute("BEGIN IMMEDIATE")
+            execute("BEGIN IMMEDIATE")
         else:
-            if self._depth == 0 and not self._batch_open:
-                self.conn.execute("BEGIN IMMEDIATE")
+            if depth == 0 and not self._batch_open:
+                execute("BEGIN IMMEDIATE")
                 self._batch_open = True
-            self.conn.execute(f"SAVEPOINT sp{self._depth}")
-        self._depth += 1
-        try:
-            yield
-        except BaseException:
-            self._depth -= 1
+            execute(_SAVEPOINT[depth] if depth < _NAMED else f"SAVEPOINT sp{depth}")
+        self._depth = depth + 1
+        return own
+
+    def _end(self, own: bool, failed: bool) -> None:
+        depth = self._depth = self._depth - 1
+        execute = self.conn.execute
+        if failed:
+            self.rollbacks += 1
             if own:
-                self.conn.execute("ROLLBACK")
+                execute("ROLLBACK")
             else:
-                self.conn.execute(f"ROLLBACK TO sp{self._depth}")
-                self.conn.execute(f"RELEASE sp{self._depth}")
-            raise
+                execute(f"ROLLBACK TO sp{depth}")
+                execute(f"RELEASE sp{depth}")
         else:
-            self._depth -= 1
-            self.conn.execute("COMMIT" if own else f"RELEASE sp{self._depth}")
+            execute("COMMIT" if own else
+                    _RELEASE[depth] if depth < _NAMED else f"RELEASE sp{depth}")
 
     def flush(self) -> None:
         """Commit the group transaction, if one is open (no-op without group commit)."""
         if self._batch_open and self._depth == 0:
-            self.conn.execute("COMMIT")
+            try:
+                self.conn.execute("COMMIT")
+            except BaseException:
+                # Whatever SQLite kept or undid, cached values must be read again.
+                self.rollbacks += 1
+                raise
             self._batch_open = False
 
     @property
@@ -216,6 +244,24 @@ class Store:
             self._checkpointer.stop()
             self._checkpointer = None
         self.conn.close()
+
+
+class _Transaction:
+    """One ``with store.transaction():`` block (a class, not a generator: it is entered
+    several times per request)."""
+
+    __slots__ = ("_own", "_store")
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._own = False
+
+    def __enter__(self) -> None:
+        self._own = self._store._begin()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._store._end(self._own, exc_type is not None)
 
 
 class _Checkpointer(threading.Thread):

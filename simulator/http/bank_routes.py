@@ -4,16 +4,25 @@ Routes are thin: the middleware has already checked the signature and put the pl
 app id in ``request.state``; each route hands the validated body to the Bank and turns
 its answer into a response. Routes are ``async`` and call the Bank directly: the Bank is
 single-threaded by design and its calls are short, so a thread hop would only add cost.
+
+The hot mutating operations also have a *direct* form (:func:`direct_routes`), which the
+middleware calls without FastAPI's per-request machinery (routing, dependency solving,
+``Request`` objects): same pydantic schema, same Bank call, same answer. Whatever the
+direct form does not accept as valid (a body that fails the schema) goes through the
+FastAPI route below, so every error keeps exactly the shape the framework gives it.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
 
 from simulator.bank import Bank
+from simulator.domain.idempotency import Answer
 from simulator.http.responses import ERROR_RESPONSES, answer_response
 from simulator.http.schemas import (
     SERIAL_PATTERN,
@@ -29,6 +38,43 @@ from simulator.http.schemas import (
 PREFIX = "/api/v1"
 AccountNo = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[0-9]+$")]
 SerialParam = Annotated[str, Path(pattern=SERIAL_PATTERN)]
+
+
+# (app id, parsed JSON body) -> the bank's answer, or None: "let the FastAPI route answer".
+DirectRoute = Callable[[str, dict[str, Any]], Answer | None]
+
+
+def direct_routes(bank: Bank) -> dict[str, DirectRoute]:
+    """Operation name -> its direct form, for the operations with a fixed path and a body.
+
+    Example::
+
+        routes = direct_routes(bank)
+        answer = routes["open_account"]("demo-platform", {"request_serial": "S1", ...})
+        answer.body["code"]      # "0000", or the bank's code; None if the body is invalid
+    """
+
+    def open_account(app_id: str, fields: dict[str, Any]) -> Answer | None:
+        try:
+            body = OpenAccountRequest.model_validate(fields)
+        except ValidationError:
+            return None
+        return bank.open_account(app_id, _dump(body))
+
+    def refund(app_id: str, fields: dict[str, Any]) -> Answer | None:
+        try:
+            body = RefundRequest.model_validate(fields)
+        except ValidationError:
+            return None
+        return bank.refund(app_id, _dump(body))
+
+    return {"open_account": open_account, "refund": refund}
+
+
+def _dump(body: BaseModel) -> dict[str, Any]:
+    # These request models are flat models of str fields: their __dict__ is exactly what
+    # model_dump() returns, at a tenth of the cost.
+    return dict(body.__dict__)
 
 
 def _app_id(request: Request) -> str:

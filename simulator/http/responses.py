@@ -37,7 +37,8 @@ def answer_response(answer: Answer, request: Request | None = None) -> Response:
     headers = {"X-Idempotent-Replay": "true"} if answer.replayed else None
     if request is not None:
         _note_code(request, str(answer.body.get("code")))
-    return json_response(answer.status, answer.body, headers)
+    return Response(answer.encoded or orjson.dumps(answer.body), status_code=answer.status,
+                    media_type="application/json", headers=headers)
 
 
 def _note_code(request: Request, code: str) -> None:
