@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from contracts import contract_path
+from contracts.yamltext import load as yaml_load
 
 
 @dataclass(frozen=True)
@@ -28,7 +27,7 @@ class Code:
 
 
 def _load() -> dict[str, Code]:
-    raw: dict[str, Any] = yaml.safe_load(contract_path("error_codes.yaml").read_text("utf-8"))
+    raw: dict[str, Any] = yaml_load(contract_path("error_codes.yaml").read_text("utf-8"))
     return {
         str(code): Code(code=str(code), **fields) for code, fields in raw["codes"].items()
     }

@@ -17,8 +17,6 @@ from datetime import date, datetime
 from functools import cache
 from typing import Any
 
-import yaml
-
 from contracts import contract_path
 from contracts.fastpath import ColumnScan, compile_columns, compile_record
 from contracts.fields import (
@@ -32,6 +30,7 @@ from contracts.fields import (
     make_encoder,
     wire_width,
 )
+from contracts.yamltext import load as yaml_load
 
 LAYOUT_NAMES = ("disbursement_request", "withholding_request", "return", "rejection", "statement")
 REQUEST_LAYOUTS = ("disbursement_request", "withholding_request")
@@ -287,7 +286,7 @@ def load_layout(name: str) -> Layout:
     if name not in LAYOUT_NAMES:
         raise ValueError(f"unknown layout {name!r}; known: {', '.join(LAYOUT_NAMES)}")
     path = contract_path("layouts") / f"{name}.yaml"
-    layout = Layout(yaml.safe_load(path.read_text("utf-8")))
+    layout = Layout(yaml_load(path.read_text("utf-8")))
     if layout.name != name:
         raise ValueError(f"{path} declares layout {layout.name!r}")
     return layout

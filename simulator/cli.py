@@ -19,13 +19,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from simulator.app import DEFAULT_HTTP_PORT, DEFAULT_SFTP_PORT, ServeOptions, StartupError, run
 from simulator.clock import from_us
 from simulator.config import ProfileError, default_profile_text
+
+if TYPE_CHECKING:
+    import httpx
 
 
 def _sftp_port(args: argparse.Namespace) -> int:
@@ -53,14 +54,18 @@ def _serve(args: argparse.Namespace) -> int:
 
 class Control:
     def __init__(self, url: str, token: str | None) -> None:
+        # Imported here, not at the top: `banksim serve` does not need it at start-up.
+        import httpx
+
+        self._errors: tuple[type[Exception], ...] = (httpx.HTTPError,)
         headers = {"X-Admin-Token": token} if token else {}
-        self.client = httpx.Client(base_url=url.rstrip("/") + "/_admin", headers=headers,
+        self.client: httpx.Client = httpx.Client(base_url=url.rstrip("/") + "/_admin", headers=headers,
                                    timeout=60)
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         try:
             response = self.client.request(method, path, json=body)
-        except httpx.HTTPError as exc:
+        except self._errors as exc:
             raise SystemExit(f"banksim: cannot reach the server: {exc}") from None
         data = response.json()
         if response.status_code >= 400:

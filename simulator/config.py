@@ -36,6 +36,7 @@ from pydantic import (
 
 from contracts.codes import CODES
 from contracts.money import AmountFormatError, format_fen, parse_yuan
+from contracts.yamltext import load as yaml_load
 
 
 class ProfileError(ValueError):
@@ -549,7 +550,7 @@ def default_profile_text() -> str:
 
 def _yaml_mapping(text: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(text)
+        data = yaml_load(text)
     except yaml.YAMLError as exc:
         raise ProfileError(f"profile is not valid YAML: {exc}") from None
     if not isinstance(data, dict):

@@ -40,8 +40,6 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from contracts.wechat_signing import (
     ALGORITHM,
     HEADER_NONCE,
@@ -57,6 +55,10 @@ from simulator.domain.wechat_rules import header_nonce, resource_nonce
 from simulator.wechat.notifications import DueDelivery
 
 if TYPE_CHECKING:
+    # Imported where used: httpx costs ~0.1 s of `banksim serve`'s start-up, and the
+    # first notification is soon enough.
+    import httpx
+
     from simulator.bank import Bank
 
 log = logging.getLogger("banksim.wechat")
@@ -68,7 +70,6 @@ log = logging.getLogger("banksim.wechat")
 if importlib.util.find_spec("sniffio") is None:
     sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 _CONCURRENCY = 16
-_ONE_CONNECTION = httpx.Limits(max_connections=1, max_keepalive_connections=1)
 _ROUND = 2000
 _MAX_ROUNDS = 10_000
 _IDLE_POLL_S = 0.25
@@ -117,6 +118,8 @@ class Dispatcher:
         # Made once: every httpx client would otherwise load the CA bundle again (tens of
         # milliseconds each, for every lane of every drain).
         if self._tls is None:
+            import httpx
+
             self._tls = httpx.create_ssl_context()
         return self._tls
 
@@ -133,6 +136,8 @@ class Dispatcher:
             made: list[dict[str, Any]] = []
             if not bank.wechat.notifications.due(limit=1):
                 return made
+            import httpx
+
             timeout = httpx.Timeout(bank.profile.wechat.notify.timeout_ms / 1000).as_dict()
             async with contextlib.AsyncExitStack() as stack:
                 # One transport per lane, each with ONE keep-alive connection, kept for the
@@ -159,8 +164,11 @@ class Dispatcher:
     async def _lane(self, stack: contextlib.AsyncExitStack) -> httpx.AsyncBaseTransport:
         if self._transport is not None:  # a given transport (tests) serves every lane
             return self._transport
+        import httpx
+
         return await stack.enter_async_context(httpx.AsyncHTTPTransport(
-            verify=self._tls_context(), trust_env=False, limits=_ONE_CONNECTION))
+            verify=self._tls_context(), trust_env=False,
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1)))
 
     async def _round(self, lanes: list[httpx.AsyncBaseTransport], due: list[DueDelivery],
                      timeout: dict[str, float | None]) -> list[dict[str, Any]]:
@@ -187,6 +195,8 @@ class Dispatcher:
 
     async def _send(self, transport: httpx.AsyncBaseTransport, d: DueDelivery,
                     timeout: dict[str, float | None]) -> tuple[int | None, str | None]:
+        import httpx
+
         merchant = self.bank.wechat.merchant(d.mchid)
         if merchant is None:
             return None, f"merchant {d.mchid} is no longer in the profile"
