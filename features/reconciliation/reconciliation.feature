@@ -45,6 +45,29 @@ Feature: T+1 reconciliation of WeChat's bill (对账)
     Then the platform's batch B1 pays 张三 100.00 and 李四 50.00
     And 张三's Class III balance is 100.00
 
+  @faults
+  Scenario: the platform recorded one amount but WeChat charged another: held, nothing credited or disbursed
+    Given the platform recorded 张三's top-up as 100.00 but WeChat charged 90.00 for it
+    When 李四 tops up 50.00 by WeChat Pay
+    Then the platform refused WeChat's notifications for 张三's top-up of 100.00 as an amount mismatch
+    And nothing was credited for 张三's top-up of 100.00
+    When the bank clock advances to T+1 09:30
+    And the platform reconciles WeChat's bill of T
+    Then WeChat's bill of T lists 张三 90.00 and 李四 50.00
+    And the reconciliation of T lists 张三's top-up of 100.00 as an amount mismatch with WeChat's 90.00, held for review
+    And the reconciliation of T shows 李四's top-up of 50.00 as matched, ok
+    And nothing was credited for 张三's top-up of 100.00
+    When an operator approves the reconciliation of T
+    And the bank clock advances to T+1 10:05
+    And the platform disburses the top-ups of T as batch B1
+    And the platform polls for return files every 20 minutes until every batch is answered
+    Then the platform's batch B1 pays 李四 50.00
+    And every record of batch B1 has succeeded
+    And 张三's Class III balance is 0.00
+    And the platform holds 0.00 in transit for 张三
+    And the platform's 98 account balance is 99.16
+    And the ledger invariants hold
+
   Scenario: a refund made on WeChat's side is held for review
     When 张三 tops up 100.00 by WeChat Pay
     And WeChat refunds 30.00 of 张三's order of 100.00

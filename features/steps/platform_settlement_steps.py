@@ -178,6 +178,29 @@ def recon_item(platform_world: PlatformWorld, day: str, name: str, amount: int, 
         assert "credited" in item["resolution"], item  # the resolution is recorded, with why
 
 
+@then(platform_phrase("the reconciliation of {day:Day} lists {name:Person}'s top-up of {amount:Money} as an "
+                      "amount mismatch with WeChat's {charged:Money}, held for review"))
+@then(platform_phrase("{day:Day}日对账中{name:Person}充值{amount:Money}元的订单与微信实收{charged:Money}元"
+                      "金额不符，挂起待查"))
+def recon_amount_mismatch(platform_world: PlatformWorld, day: str, name: str, amount: int,
+                          charged: int) -> None:
+    """One AMOUNT_MISMATCH item with both amounts, held, and counted as a difference of the run.
+
+    ``amount`` is what the platform recorded (it names the order), ``charged`` what the
+    bill says WeChat collected.
+    """
+    world = platform_world
+    out_trade_no = world.order_of(name, amount)
+    items = [i for i in _items(world, day) if i["out_trade_no"] == out_trade_no]
+    got = [(i["kind"], i["platform_amount"], i["bill_amount"], i["status"]) for i in items]
+    assert got == [("AMOUNT_MISMATCH", amount, charged, "HELD")], f"{out_trade_no} in the reconciliation " \
+        f"of {day}: {items}"
+    assert "amounts differ" in items[0]["resolution"], items[0]  # the reason is recorded for the reviewer
+    run = world.ctx.store.one("SELECT state, differences FROM recon_runs WHERE bill_date = ?",
+                              (world.day(day).isoformat(),))
+    assert run is not None and run["state"] == "DONE" and run["differences"] >= 1, dict(run or {})
+
+
 @then(platform_phrase("the reconciliation of {day:Day} finds no difference"))
 @then(platform_phrase("{day:Day}日对账无差异"))
 def recon_clean(platform_world: PlatformWorld, day: str) -> None:

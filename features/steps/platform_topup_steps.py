@@ -81,6 +81,38 @@ def orders_without_paying(platform_world: PlatformWorld, name: str, amount: int)
     platform_world.order(name, amount)
 
 
+@given(platform_phrase("the platform recorded {name:Person}'s top-up as {recorded:Money} but WeChat "
+                       "charged {charged:Money} for it"))
+@when(platform_phrase("the platform recorded {name:Person}'s top-up as {recorded:Money} but WeChat "
+                      "charged {charged:Money} for it"))
+@given(platform_phrase("平台将{name:Person}的充值订单记为{recorded:Money}元，但微信支付实际收取了{charged:Money}元"))
+@when(platform_phrase("平台将{name:Person}的充值订单记为{recorded:Money}元，但微信支付实际收取了{charged:Money}元"))
+def mismatched_top_up(platform_world: PlatformWorld, name: str, recorded: int, charged: int) -> None:
+    """A platform defect on purpose: the order recorded with one amount, created and paid with another.
+
+    ``create_order`` cannot do this (it creates the channel order from the recorded one),
+    so the step does its two halves itself: the platform's ``orders`` row with
+    ``recorded``, then the channel order through WeChat's signed API with ``charged``.
+    The user pays ``charged``; the notification that follows carries ``charged`` and the
+    platform's endpoint refuses it (400, amount mismatch). Reconciliation is where the
+    difference must surface.
+    """
+    assert recorded != charged, "a deliberate discrepancy needs two different amounts"
+    world = platform_world
+    ctx = world.ctx
+    user_id = world.user_id(name)
+    out_trade_no = world.next_order_no()
+    with ctx.store.transaction():
+        ctx.store.execute("INSERT INTO orders(out_trade_no, user_id, amount, created_at) VALUES (?, ?, ?, ?)",
+                          (out_trade_no, user_id, recorded, ctx.now_iso()))
+    code_url = ctx.wechat.create_native_order(out_trade_no, charged, "余额充值", ctx.config.notify_endpoint,
+                                              attach=user_id)
+    with ctx.store.transaction():
+        ctx.store.execute("UPDATE orders SET code_url = ? WHERE out_trade_no = ?", (code_url, out_trade_no))
+    world.orders.setdefault(name, []).append(out_trade_no)
+    world.pay(out_trade_no)
+
+
 @when(platform_phrase("a notification with a forged signature says {name:Person}'s order of "
                       "{amount:Money} was paid"))
 @when(platform_phrase("平台收到一条伪造签名的通知，称{name:Person}{amount:Money}元的订单已支付"))
@@ -168,6 +200,34 @@ def no_notification(platform_world: PlatformWorld, name: str, amount: int) -> No
     count = platform_world.ctx.store.scalar("SELECT count(*) FROM notifications WHERE out_trade_no = ?",
                                             (out_trade_no,))
     assert count == 0, f"{count} notifications recorded for {out_trade_no}"
+
+
+@then(platform_phrase("the platform refused WeChat's notifications for {name:Person}'s top-up of "
+                      "{amount:Money} as an amount mismatch"))
+@then(platform_phrase("平台以金额不符拒绝了{name:Person}{amount:Money}元充值订单的支付通知"))
+def notifications_refused_amount(platform_world: PlatformWorld, name: str, amount: int) -> None:
+    """Every delivery the channel sent was answered 400 and recorded as ``amount_mismatch``."""
+    world = platform_world
+    out_trade_no = world.order_of(name, amount)
+    answers = [(r["outcome"], r["http_status"]) for r in world.ctx.store.all(
+        "SELECT outcome, http_status FROM notifications WHERE out_trade_no = ? ORDER BY id", (out_trade_no,))]
+    assert answers and set(answers) == {("amount_mismatch", 400)}, answers
+    deliveries = world.control.call("GET", "/wechat/notifications", params={"out_trade_no": out_trade_no})
+    sent = [n for n in deliveries if n.get("sent_at")]
+    assert len(sent) >= len(answers), sent  # each recorded answer is one the channel sent
+
+
+@then(platform_phrase("nothing was credited for {name:Person}'s top-up of {amount:Money}"))
+@then(platform_phrase("平台未为{name:Person}{amount:Money}元的充值订单入账"))
+def nothing_credited(platform_world: PlatformWorld, name: str, amount: int) -> None:
+    """No wallet posting for the order, and the order is not marked credited by any path."""
+    world = platform_world
+    out_trade_no = world.order_of(name, amount)
+    order = world.ctx.store.one("SELECT state, credited_via FROM orders WHERE out_trade_no = ?",
+                                (out_trade_no,))
+    assert order is not None and order["credited_via"] is None, dict(order or {})
+    postings = world.ctx.store.all("SELECT kind, amount FROM journal WHERE ref = ?", (out_trade_no,))
+    assert postings == [], [dict(p) for p in postings]
 
 
 @then(platform_phrase("the platform refused the forged notification and recorded it"))

@@ -159,10 +159,14 @@ class PlatformWorld:
 
     # -- top-ups -------------------------------------------------------------------------
 
+    def next_order_no(self, suffix: str = "") -> str:
+        """The next top-up order number of the scenario (``TOPUP-0001``), with a magic suffix."""
+        self._orders += 1
+        return f"TOPUP-{self._orders:04d}{suffix}"
+
     def order(self, name: str, amount: int, suffix: str = "") -> str:
         """A WeChat top-up order for ``name`` (recorded by the platform, then on the channel)."""
-        self._orders += 1
-        out_trade_no = f"TOPUP-{self._orders:04d}{suffix}"
+        out_trade_no = self.next_order_no(suffix)
         create_order(self.ctx, self.user_id(name), out_trade_no, amount)
         self.orders.setdefault(name, []).append(out_trade_no)
         return out_trade_no
