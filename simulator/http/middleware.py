@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from simulator.bank import Bank
 from simulator.domain.faults import NO_FAULT, RequestFacts, decide
 from simulator.errors import BankError, BodyTooLarge, error_for_code
+from simulator.http.asgi import replaying
 from simulator.http.bank_routes import DirectRoute, direct_routes
 from simulator.http.signing import SignatureVerifier
 from simulator.operations import resolve
@@ -213,16 +214,7 @@ class BankApiMiddleware:
                     status, payload, extra, state["bank_code"] = reply
                     await _send_payload(respond, status, payload, extra)
                     return
-            delivered = False
-
-            async def replay() -> Message:
-                nonlocal delivered
-                if not delivered:
-                    delivered = True
-                    return {"type": "http.request", "body": body, "more_body": False}
-                return await receive()
-
-            await self.app(scope, replay, respond)
+            await self.app(scope, replaying(body, receive), respond)
 
         def log_answer(status: int) -> None:
             # Every bank-API response (routes and error handlers) leaves its code in the

@@ -28,10 +28,11 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import SkipJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts.wechat_signing import SignatureFormatError, parse_authorization, verify_request
 from simulator.bank import Bank
+from simulator.http.asgi import replaying
 from simulator.wechat.errors import ParamError, ResourceNotExists, SignError, WechatError
 
 PREFIX = "/wechat/v3"
@@ -173,16 +174,7 @@ class WechatAuth:
         if await self._direct(scope, mchid, body, send):
             return
         scope.setdefault("state", {})["mchid"] = mchid
-        delivered = False
-
-        async def replay() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
     async def _direct(self, scope: Scope, mchid: str, body: bytes, send: Send) -> bool:
         """Create a NATIVE order without FastAPI's routing and dependency machinery.
