@@ -73,7 +73,7 @@ class Bank:
         self._group_commit = group_commit
         # Attempt numbers per (platform, operation, serial) for fault rules such as "fail
         # the first attempt"; kept in memory, forgotten by reset, bounded.
-        self._attempts: dict[tuple[str, str, str], int] = {}
+        self._attempts: dict[int, int] = {}
         # Request events wait here for the next flush, which writes them in one statement;
         # the server flushes before it answers, so none is lost for an answered request.
         self._request_log: list[tuple[int, str, str | None, str | None, dict[str, Any]]] = []
@@ -191,7 +191,10 @@ class Bank:
         return self.files.file_complete(app_id, area, name, path)
 
     def next_attempt(self, app_id: str, operation: str, serial: str) -> int:
-        key = (app_id, operation, serial)
+        # A hash for a key: the table holds the last 200,000 serials, and two ints an entry
+        # keep it a fraction of the size of string tuples (a collision, odds ~1e-9, would
+        # only give one serial another's attempt number).
+        key = hash((app_id, operation, serial))
         attempt = self._attempts.pop(key, 0) + 1
         self._attempts[key] = attempt
         if len(self._attempts) > _ATTEMPTS_KEPT:

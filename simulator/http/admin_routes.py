@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from simulator.bank import Bank
 from simulator.clock import parse_datetime, parse_duration
@@ -29,12 +29,14 @@ from simulator.errors import (
     MalformedRequest,
     NotFound,
 )
+from simulator.http.asgi import replaying
 from simulator.http.responses import (
     bank_error_handler,
     http_error_handler,
     json_response,
     validation_error_handler,
 )
+from simulator.memory import memory_view
 from simulator.wechat.dispatcher import Dispatcher
 from simulator.wechat.errors import WechatError
 
@@ -259,6 +261,11 @@ def build_admin_app(bank: Bank, token: str | None, dispatcher: Dispatcher | None
                      limit: Annotated[int, Query(ge=1, le=10_000)] = 500) -> list[dict[str, Any]]:
         return bank.events(since_id=since_id, kind=kind, limit=limit)
 
+    @admin.get("/memory", summary="Process memory: RSS, SQLite's heap and cache cap, Python objects")
+    async def memory() -> dict[str, Any]:
+        # Counting gc objects walks them all (O(n)): fine on demand, not for polling hard.
+        return memory_view(bank.store.conn).as_dict()
+
     add_wechat_admin_routes(admin, bank, sender, token=token)
     return admin
 
@@ -307,16 +314,7 @@ class DirectPay:
         body = b"".join(chunks)
         options = _pay_options(scope, body)
         if options is None:
-            delivered = False
-
-            async def replay() -> Message:
-                nonlocal delivered
-                if not delivered:
-                    delivered = True
-                    return {"type": "http.request", "body": body, "more_body": False}
-                return await receive()
-
-            await self.app(scope, replay, send)
+            await self.app(scope, replaying(body, receive), send)
             return
         try:
             answer = self.bank.wechat.pay(match[1], openid=options.openid,
