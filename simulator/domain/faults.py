@@ -91,6 +91,27 @@ def _latency(faults: HttpFaults, seed: int, key: tuple[object, ...]) -> float:
     return 0.0
 
 
+def attempt_matters(faults: HttpFaults, facts: RequestFacts) -> bool:
+    """Whether the attempt number could change this request's decision at all.
+
+    Keyed draws (rates, random latency) include it; a rule only when it has an ``attempt``
+    condition and the request meets the rest of it (checked as a first attempt). When it
+    cannot matter the bank need not count the serial's attempts, so the count stays small
+    under load instead of holding every serial ever sent.
+    """
+    rates = faults.rates
+    if (rates.error.rate or rates.lose_response or rates.hold.rate
+            or faults.latency.distribution in ("uniform", "lognormal")):
+        return True
+    first = RequestFacts(facts.operation, facts.method, facts.path, facts.app_id, facts.serial,
+                         facts.body, attempt=1)
+    for rule in faults.rules:
+        counts = rule.match.attempt is not None or (rule.not_ is not None and rule.not_.attempt is not None)
+        if counts and _matches(rule.match, first):
+            return True
+    return False
+
+
 def decide(faults: HttpFaults, seed: int, facts: RequestFacts) -> Decision:
     key = (facts.app_id, facts.operation, facts.serial, facts.attempt)
     latency = _latency(faults, seed, key)

@@ -22,7 +22,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from simulator.bank import Bank
-from simulator.domain.faults import NO_FAULT, RequestFacts, decide
+from simulator.domain.faults import NO_FAULT, RequestFacts, attempt_matters, decide
 from simulator.errors import BankError, BodyTooLarge, error_for_code
 from simulator.http.asgi import replaying
 from simulator.http.bank_routes import DirectRoute, direct_routes
@@ -168,9 +168,12 @@ class BankApiMiddleware:
                 fields = _json_object(body)
             serial = str((fields and fields.get("request_serial")) or params.get("request_serial")
                          or params.get("account_no") or "")
-            attempt = bank.next_attempt(platform.app_id, operation, serial)
-            decision = decide(bank.profile.http_faults, bank.profile.seed, RequestFacts(
-                operation, method, path, platform.app_id, serial, fields or {}, attempt))
+            facts = RequestFacts(operation, method, path, platform.app_id, serial, fields or {}, 1)
+            faults = bank.profile.http_faults
+            if attempt_matters(faults, facts):  # else every attempt is decided alike
+                facts = RequestFacts(operation, method, path, platform.app_id, serial, fields or {},
+                                     bank.next_attempt(platform.app_id, operation, serial))
+            decision = decide(faults, bank.profile.seed, facts)
         if decision.latency_ms:
             await asyncio.sleep(decision.latency_ms / 1000)
 

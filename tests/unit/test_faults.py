@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from simulator.config import HttpFaults, ProfileError
-from simulator.domain.faults import RequestFacts, decide, draw
+from simulator.domain.faults import RequestFacts, attempt_matters, decide, draw
 from tests.conftest import make_profile
 
 
@@ -75,3 +75,19 @@ def test_bad_rules_are_refused_at_load_with_locations() -> None:
     assert "http_faults.rules.0.match.operation" in text
     assert "http_faults.rules.0.match.serial" in text
     assert "http_faults.rules.0.action.error" in text
+
+
+def test_attempts_are_counted_only_where_they_can_change_a_decision() -> None:
+    default = make_profile().http_faults
+    assert attempt_matters(default, facts("X-BUSY-1"))        # a magic serial: attempt 1 fails
+    assert not attempt_matters(default, facts("ORDINARY-1"))  # no rule or rate can tell attempts apart
+    # Whenever it is not counted, every attempt is decided alike.
+    assert decide(default, 1, facts("ORDINARY-1")) == decide(default, 1, facts("ORDINARY-1", attempt=7))
+    assert attempt_matters(faults({"rates": {"error": {"rate": 0.1, "code": "3028"}}}), facts("ORDINARY-1"))
+    assert attempt_matters(faults({"latency": {"distribution": "uniform", "min_ms": 1, "max_ms": 5}}),
+                           facts("ORDINARY-1"))
+    assert not attempt_matters(faults({"latency": {"distribution": "fixed", "ms": 5}}), facts("ORDINARY-1"))
+    on_refunds = faults({"rules": [{"match": {"operation": ["refund"], "attempt": 2},
+                                    "action": {"error": "3028"}}]})
+    assert attempt_matters(on_refunds, facts("R-1", operation="refund"))
+    assert not attempt_matters(on_refunds, facts("R-1", operation="open_account"))
