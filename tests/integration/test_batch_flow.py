@@ -9,16 +9,15 @@ control API. Every test ends with the ledger invariants checked (conftest).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import re
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncssh
 import pytest
@@ -34,11 +33,11 @@ from contracts.codec import (
     return_file_name,
 )
 from contracts.money import format_fen, parse_yuan
+from simulator.testing.bank_api import SftpSession
 from tests.integration.conftest import BankServer, SignedClient, make_identity
 
 pytestmark = pytest.mark.network
 
-T = TypeVar("T")
 
 APP = "demo-platform"
 USER = "demo"
@@ -68,55 +67,18 @@ def sftp_port(server: BankServer) -> int:
     raise AssertionError(f"no port file for {server.url}")
 
 
-class Sftp:
+class Sftp(SftpSession):
     """One SFTP session as the platform (``demo``), driven synchronously from the test."""
 
     def __init__(self, port: int) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.conn: asyncssh.SSHClientConnection = self._run(asyncssh.connect(
-            "127.0.0.1", port, username=USER, password=PASSWORD, known_hosts=None,
-            client_keys=None, agent_path=None, config=None, gss_host=None))
-        self.client: asyncssh.SFTPClient = self._run(self.conn.start_sftp_client())
-
-    def _run(self, aw: Awaitable[T]) -> T:
-        return self.loop.run_until_complete(asyncio.wait_for(aw, SFTP_TIMEOUT_S))
-
-    def close(self) -> None:
-        self.client.exit()
-        self.conn.close()
-        self._run(self.conn.wait_closed())
-        self.loop.close()
-
-    async def _write(self, path: str, data: bytes) -> None:
-        async with self.client.open(path, "wb") as fh:
-            await fh.write(data)
-
-    def write(self, path: str, data: bytes) -> None:
-        """Write ``path`` under that very name (final name + close)."""
-        self._run(self._write(path, data))
+        super().__init__("127.0.0.1", port, username=USER, password=PASSWORD, timeout=SFTP_TIMEOUT_S)
 
     def upload_batch(self, name: str, data: bytes) -> None:
         """The documented way: a temporary name, then RENAME to the final name."""
-        self.write(f"{BATCHES}/{name}.part", data)
-        self.rename(f"{BATCHES}/{name}.part", f"{BATCHES}/{name}")
+        self.upload(f"{BATCHES}/{name}", data)
 
     def put(self, local: Path, remote: str) -> None:
         self._run(self.client.put(str(local), remote))
-
-    def rename(self, old: str, new: str) -> None:
-        self._run(self.client.rename(old, new))
-
-    async def _read(self, path: str) -> bytes:
-        async with self.client.open(path, "rb") as fh:
-            data: bytes = await fh.read()
-            return data
-
-    def read(self, path: str) -> bytes:
-        return self._run(self._read(path))
-
-    def listdir(self, path: str) -> list[str]:
-        names = self._run(self.client.listdir(path))
-        return sorted(n for n in names if n not in (".", ".."))
 
     def returns(self) -> list[str]:
         return self.listdir(RETURNS)
