@@ -35,6 +35,19 @@ class BankServer:
     log: Path
 
 
+def signable_body(r: PreparedRequest) -> bytes:
+    """The exact bytes ``requests`` will send, made UTF-8 first: it would send a str as Latin-1."""
+    body = r.body
+    if isinstance(body, str):
+        r.body = body = body.encode("utf-8")
+        r.prepare_content_length(body)
+    elif body is None:
+        body = b""
+    elif not isinstance(body, bytes):  # pragma: no cover - streamed bodies are never generated
+        raise TypeError(f"cannot sign a streamed body of type {type(body).__name__}")
+    return body
+
+
 class BankSignature(AuthBase):
     """Signs the exact bytes ``requests`` is about to send (``contracts.signing``)."""
 
@@ -43,15 +56,7 @@ class BankSignature(AuthBase):
         self.secret = secret
 
     def __call__(self, r: PreparedRequest) -> PreparedRequest:
-        body = r.body
-        if isinstance(body, str):
-            # requests would send a str body as Latin-1; send (and sign) UTF-8 bytes instead.
-            r.body = body = body.encode("utf-8")
-            r.prepare_content_length(body)
-        elif body is None:
-            body = b""
-        elif not isinstance(body, bytes):  # pragma: no cover - streamed bodies are never generated
-            raise TypeError(f"cannot sign a streamed body of type {type(body).__name__}")
+        body = signable_body(r)
         r.headers.update(sign_headers(self.app_id, self.secret, r.method or "GET", r.path_url, body))
         return r
 

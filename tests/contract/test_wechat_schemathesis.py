@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
 
 from contracts import contract_path
 from contracts.wechat_signing import sign_request
-from tests.contract.conftest import BankServer
+from tests.contract.conftest import BankServer, signable_body
 
 MAX_EXAMPLES = 15
 MCHID = "1900000109"
@@ -46,14 +46,7 @@ class WechatSignature(AuthBase):
     """Signs the exact bytes ``requests`` is about to send (``contracts.wechat_signing``)."""
 
     def __call__(self, r: PreparedRequest) -> PreparedRequest:
-        body = r.body
-        if isinstance(body, str):
-            r.body = body = body.encode("utf-8")
-            r.prepare_content_length(body)
-        elif body is None:
-            body = b""
-        elif not isinstance(body, bytes):  # pragma: no cover - streamed bodies are never generated
-            raise TypeError(f"cannot sign a streamed body of type {type(body).__name__}")
+        body = signable_body(r)
         r.headers["Authorization"] = sign_request(API_KEY, MCHID, r.method or "GET", r.path_url, body,
                                                   int(time.time()), f"st{next(_NONCES)}")
         return r
