@@ -250,7 +250,8 @@ class Harness:
               params: dict[str, Any] | None = None) -> Any:
         assert self.http is not None
         if content is not None:
-            r = self.http.request(method, "/_admin" + path, content=content, params=params)
+            r = self.http.request(method, "/_admin" + path, content=content, params=params,
+                                  headers={"Content-Type": "application/octet-stream"})
         else:
             r = self.http.request(method, "/_admin" + path, json=body, params=params)
         if r.status_code != 200:

@@ -29,6 +29,7 @@ import uvicorn
 from simulator.bank import Bank
 from simulator.config import load_profile
 from simulator.http.app import create_app
+from simulator.http.guard import check_admin_token
 from simulator.http.middleware import DroppedResponseFilter
 from simulator.sftp import FileSink
 from simulator.sftp.server import start_sftp_server, stop_sftp_server
@@ -187,6 +188,10 @@ async def serve(options: ServeOptions, out: TextIO = sys.stdout) -> None:
         raise StartupError(
             f"refusing to listen on {options.host} without --admin-token: the control API "
             "could reset or rewrite the bank from the network")
+    try:
+        check_admin_token(options.admin_token)
+    except ValueError as exc:
+        raise StartupError(f"--admin-token: {exc}") from None
     bank = build_bank(options)
     sftp: asyncssh.SSHAcceptor | None = None
     try:
@@ -205,7 +210,7 @@ async def serve(options: ServeOptions, out: TextIO = sys.stdout) -> None:
                 raise StartupError(f"cannot read the SFTP host key in {bank.state_dir}: {exc}; "
                                    "delete it to have a new one generated") from None
         sftp_port = sftp.get_port() if sftp is not None else None
-        app = create_app(bank, admin_token=options.admin_token)
+        app = create_app(bank, admin_token=options.admin_token, bind_host=options.host)
         config = uvicorn.Config(app, loop="none", http="httptools", lifespan="off",
                                 access_log=False, log_level="warning")
         logging.getLogger("uvicorn.error").addFilter(DroppedResponseFilter())

@@ -81,6 +81,18 @@ class AdminTokenRequired(RequestError):
     code = "1030"
 
 
+class HostNotAllowed(RequestError):
+    code = "1031"
+
+
+class CrossOriginRefused(RequestError):
+    code = "1032"
+
+
+class UnsupportedMediaType(RequestError):
+    code = "1033"
+
+
 class NotFound(RequestError):
     code = "1040"
 

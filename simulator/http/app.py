@@ -13,6 +13,7 @@ from simulator.bank import Bank
 from simulator.errors import BankError
 from simulator.http.admin_routes import build_admin_app
 from simulator.http.bank_routes import add_bank_routes
+from simulator.http.guard import RequestGuard, check_admin_token
 from simulator.http.middleware import BankApiMiddleware
 from simulator.http.responses import (
     bank_error_handler,
@@ -36,7 +37,12 @@ API_DESCRIPTION = (
 
 
 def create_app(bank: Bank, *, admin_token: str | None = None,
-               verifier: SignatureVerifier | None = None) -> FastAPI:
+               verifier: SignatureVerifier | None = None,
+               bind_host: str | None = None) -> FastAPI:
+    """``bind_host``: where the server listens (a loopback address turns the ``Host`` check
+    of :mod:`simulator.http.guard` on); None for an app served in process.
+    Raises ValueError for an admin token shorter than the minimum."""
+    check_admin_token(admin_token)
     # No trailing-slash redirects: a platform gets a coded 404, not a 307 to follow.
     # FastAPI's native OpenTelemetry is off: the simulator exports no telemetry, and
     # asking the OpenTelemetry API whether a provider is configured cost every request
@@ -60,4 +66,6 @@ def create_app(bank: Bank, *, admin_token: str | None = None,
     app.mount(WECHAT_PREFIX, build_wechat_api(bank))
     app.mount("/_admin", build_admin_app(bank, admin_token, dispatcher))
     app.add_middleware(BankApiMiddleware, bank=bank, verifier=verifier or SignatureVerifier())
+    # Added last, so outermost: nothing reads a body before it has passed.
+    app.add_middleware(RequestGuard, bank=bank, admin_token=admin_token, bind_host=bind_host)
     return app

@@ -1,15 +1,19 @@
 """Verifying the platform's request signature (scheme: :mod:`contracts.signing`).
 
 Freshness uses the wall clock, not the bank's virtual clock: a signature guards the
-transport, and the platform signs with its own real time. Nonces are remembered for the
-freshness window, so a captured request replayed inside it is refused with 1005 and one
-replayed after it with 1004. The nonce memory is per process; after a restart, replays of
-mutating requests are still harmless because the request serial makes them idempotent.
+transport, and the platform signs with its own real time. A timestamp is fresh within
+``window`` seconds either side of the bank's clock, so a request stamped ``ts`` can be
+valid until ``ts + window``: its nonce is remembered exactly that long (not ``window``
+after it arrived: a request stamped in the future would be valid again after that), so a
+captured request replayed while it is fresh is refused with 1005 and one replayed after it
+with 1004. The nonce memory is per process; after a restart, replays of mutating requests
+are still harmless because the request serial makes them idempotent.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import hmac
 import re
 import time
@@ -42,13 +46,17 @@ _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 class SignatureVerifier:
     def __init__(self, wall: Callable[[], float] = time.time) -> None:
         self._wall = wall
-        # Nonces seen inside the signature window, oldest first: a 64-bit hash of (app id,
-        # nonce) -> the whole second it arrived. Compact on purpose: the window holds every
-        # request of the last few minutes (300 s at 3,000 requests/s is 900,000 entries),
-        # so each entry is two ints instead of a tuple of strings and a float. A hash
+        # Nonces that could still be replayed: a 64-bit hash of (app id, nonce), kept until
+        # the second its timestamp stops being fresh (timestamp + window). Compact on
+        # purpose: the table holds every request of the last few minutes (300 s at 3,000
+        # requests/s is 900,000 entries), so an entry is one int in a set and one pointer
+        # in its second's list, not a tuple of strings. Expiry seconds are a heap of
+        # distinct seconds (at most 2 x window + 1 of them, however many requests). A hash
         # collision (odds ~1e-7 at a million entries) would refuse one fresh request as
         # replayed; nothing is ever accepted that should not be.
-        self._seen: dict[int, int] = {}
+        self._seen: set[int] = set()
+        self._expiring: dict[int, list[int]] = {}
+        self._seconds: list[int] = []
         self._macs: dict[str, hmac.HMAC] = {}
         self._profile: Profile | None = None
         self._platforms: dict[str, Platform] = {}
@@ -97,19 +105,31 @@ class SignatureVerifier:
         if abs(now - int(ts)) > window:
             raise TimestampStale(f"timestamp is {int(now - int(ts))} s from the bank's clock, "
                                  f"allowed {window} s")
-        self._forget_before(now - window)
+        self._forget_expired(int(now))
         key = hash((app_id, nonce))
         if key in self._seen:
             raise NonceReplayed("this nonce was already used")
-        self._seen[key] = int(now)
+        self._remember(key, int(ts) + window)
         return platform
 
-    def _forget_before(self, cutoff: float) -> None:
-        # Insertion order is arrival order, so expired nonces sit at the front.
-        seen = self._seen
-        while seen:
-            oldest = next(iter(seen))
-            # Whole seconds: an entry goes once its second is entirely outside the window.
-            if seen[oldest] + 1 > cutoff:
-                break
-            del seen[oldest]
+    @property
+    def remembered(self) -> int:
+        """How many nonces are held (for tests and the memory figures)."""
+        return len(self._seen)
+
+    def _remember(self, key: int, expiry: int) -> None:
+        self._seen.add(key)
+        keys = self._expiring.get(expiry)
+        if keys is None:
+            keys = self._expiring[expiry] = []
+            heapq.heappush(self._seconds, expiry)
+        keys.append(key)
+
+    def _forget_expired(self, now: int) -> None:
+        # A nonce stamped ts is fresh while the clock is <= ts + window; it goes once the
+        # whole second has passed. The heap yields the seconds in order, whatever order the
+        # requests came in (a future timestamp expires after later-arriving ones).
+        seconds, expiring, seen = self._seconds, self._expiring, self._seen
+        while seconds and seconds[0] < now:
+            for key in expiring.pop(heapq.heappop(seconds)):
+                seen.discard(key)

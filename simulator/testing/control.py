@@ -22,6 +22,8 @@ import httpx
 
 from simulator.testing.handle import SimulatorHandle
 
+OCTET_STREAM = "application/octet-stream"  # what a file hand-over must be sent as
+
 DEFAULT_TIMEOUT_S = 30.0
 
 Json = dict[str, Any]
@@ -66,9 +68,14 @@ class ControlClient:
 
     def call(self, method: str, path: str, *, json: Any = None, content: bytes | None = None,
              params: dict[str, Any] | None = None) -> Any:
-        """One control call; the decoded JSON answer, or :class:`ControlError`."""
+        """One control call; the decoded JSON answer, or :class:`ControlError`.
+
+        Raw ``content`` (a file hand-over) goes as ``application/octet-stream``, the only
+        type the control API takes for it."""
         clean = {k: v for k, v in (params or {}).items() if v is not None} or None
-        response = self.http.request(method, path, json=json, content=content, params=clean)
+        headers = {"Content-Type": OCTET_STREAM} if content is not None else None
+        response = self.http.request(method, path, json=json, content=content, params=clean,
+                                     headers=headers)
         if response.status_code != 200:
             code: str | None = None
             message = response.text

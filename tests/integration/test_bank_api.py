@@ -828,12 +828,12 @@ def test_admin_token_is_required_when_configured(start_bank_server: ServerStarte
     profile = tmp_path / "active.yaml"
     profile.write_text(json.dumps({**baseline_profile, "bank": {**baseline_profile["bank"],
                                                                 "open_active": True}}))
-    secured = start_bank_server(admin_token="T0ken-for-tests", profile=profile)
+    secured = start_bank_server(admin_token="T0ken-for-tests-0001", profile=profile)
     with httpx.Client(base_url=secured.url, timeout=10.0) as anonymous:
         rejected(anonymous.get("/_admin/clock"), 401, "1030")
         rejected(anonymous.post("/_admin/reset"), 401, "1030")
         rejected(anonymous.get("/_admin/clock", headers={"X-Admin-Token": "wrong"}), 401, "1030")
-        good = anonymous.get("/_admin/clock", headers={"X-Admin-Token": "T0ken-for-tests"})
+        good = anonymous.get("/_admin/clock", headers={"X-Admin-Token": "T0ken-for-tests-0001"})
         assert good.status_code == 200 and good.json()["now"] == START.isoformat()
     assert admin_ok(secured.admin.get("/invariants"))["ok"] is True
     # The bank API itself is guarded by signatures, not by the admin token.

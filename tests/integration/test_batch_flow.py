@@ -761,7 +761,8 @@ def test_accelerated_clock_runs_due_jobs_by_itself(server: BankServer, client: S
     people = active_funded(server, client, 2)
     name, data = request_file("DF", 91, [rec("ACC-1", people[0], "12.00"),
                                          rec("ACC-2", people[1], "0.17")])
-    uploaded = server.admin.post(f"/files/{APP}/batches/{name}", content=data)
+    uploaded = server.admin.post(f"/files/{APP}/batches/{name}", content=data,
+                                 headers={"Content-Type": "application/octet-stream"})
     assert uploaded.status_code == 200 and uploaded.json()["accepted"], uploaded.text
     admin_json(server, "PUT", "/clock/mode", {"mode": "accelerated:3600"})
     try:

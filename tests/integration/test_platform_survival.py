@@ -112,7 +112,8 @@ def test_the_operator_gets_a_complete_return_file_sent_again(
     data = encode_file(load_layout("disbursement_request"), {
         "batch_no": "1", "business_date": date(2026, 1, 5), "merchant": "DEMO01", "kind": "DF",
         "record_count": 3, "total_amount": 600, "account_no": "98010078801000001"}, records)
-    accepted = server.admin.post(f"/files/{APP_ID}/batches/{name}", content=data)
+    accepted = server.admin.post(f"/files/{APP_ID}/batches/{name}", content=data,
+                                 headers={"Content-Type": "application/octet-stream"})
     assert accepted.status_code == 200 and accepted.json()["accepted"], accepted.text
     assert server.admin.post("/clock/advance", json={"by": "3h"}).status_code == 200
     manifest = server.admin.get(f"/batches/{APP_ID}/1").json()

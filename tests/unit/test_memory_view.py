@@ -40,9 +40,9 @@ def test_the_memory_view_answers_with_plausible_figures(client: TestClient) -> N
 
 
 def test_the_memory_view_needs_the_admin_token(bank: Bank) -> None:
-    with TestClient(create_app(bank, admin_token="s3cret")) as c:
+    with TestClient(create_app(bank, admin_token="s3cret-for-unit-tests")) as c:
         assert c.get("/_admin/memory").status_code == 401
-        assert c.get("/_admin/memory", headers={"X-Admin-Token": "s3cret"}).status_code == 200
+        assert c.get("/_admin/memory", headers={"X-Admin-Token": "s3cret-for-unit-tests"}).status_code == 200
 
 
 def test_sqlite_heap_grows_with_rows_in_an_in_memory_store() -> None:
