@@ -63,6 +63,7 @@ _MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _UPLOAD_PREFIX = "/_admin/files/"
 _OCTET_STREAM = b"application/octet-stream"
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
+_WATCHED = frozenset({b"host", b"origin", b"x-admin-token", b"content-type", b"content-length"})
 
 
 def check_admin_token(token: str | None) -> None:
@@ -130,37 +131,34 @@ class RequestGuard:
         # Listening on loopback, the configured --host is itself a loopback name or address,
         # so "a loopback name" is the whole allow-list.
         self.check_host = bind_host is not None and is_loopback_host(bind_host)
+        # Host header -> allowed. Parsing an address costs more than the rest of the guard,
+        # and clients send the same few values; bounded, since the values are the client's.
+        self._hosts: dict[bytes, bool] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        host_header: bytes | None = None
-        origin: bytes | None = None
-        token: bytes | None = None
-        content_type: bytes | None = None
-        content_length: bytes | None = None
+        # One pass, one dict lookup a header: this runs in front of every request.
+        seen: dict[bytes, bytes] = {}
         for name, value in scope["headers"]:
-            if name == b"host":
-                host_header = value
-            elif name == b"origin":
-                origin = value
-            elif name == b"x-admin-token":
-                token = value
-            elif name == b"content-type":
-                content_type = value
-            elif name == b"content-length":
-                content_length = value
-        host = host_header.decode("latin-1") if host_header is not None else ""
-        refusal = self._host_and_origin(host, origin)
-        if refusal is not None:
-            await _refuse(send, refusal)
-            return
+            if name in _WATCHED:
+                seen[name] = value
+        host_header = seen.get(b"host")
+        origin = seen.get(b"origin")
+        if (self.check_host and host_header is not None and not self._host_ok(host_header)) or (
+                origin is not None):
+            host = host_header.decode("latin-1") if host_header is not None else ""
+            refusal = self._host_and_origin(host, origin)
+            if refusal is not None:
+                await _refuse(send, refusal)
+                return
         path: str = scope["path"]
         if not (path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/")):
             await self.app(scope, receive, send)
             return
         method: str = scope["method"]
+        token = seen.get(b"x-admin-token")
         public = method in ("GET", "HEAD") and path in _PUBLIC_ADMIN_PATHS
         if self.token is not None and not public and not (
                 token is not None and hmac.compare_digest(token, self.token)):
@@ -169,18 +167,27 @@ class RequestGuard:
         if method not in _MUTATING:
             await self.app(scope, receive, send)
             return
-        declared = _declared_length(content_length)
+        content_type = seen.get(b"content-type")
+        declared = _declared_length(seen.get(b"content-length"))
         if path.startswith(_UPLOAD_PREFIX):
             await self._upload(scope, receive, send, content_type, declared)
             return
         await self._control_json(scope, receive, send, content_type, declared)
 
+    def _host_ok(self, host_header: bytes) -> bool:
+        known = self._hosts.get(host_header)
+        if known is None:
+            parts = _split_authority(host_header.decode("latin-1"))
+            known = parts is not None and is_loopback_host(parts[0])
+            if len(self._hosts) >= 256:
+                self._hosts.clear()
+            self._hosts[host_header] = known
+        return known
+
     def _host_and_origin(self, host: str, origin: bytes | None) -> BankError | None:
-        if self.check_host and host:
-            parts = _split_authority(host)
-            if parts is None or not is_loopback_host(parts[0]):
-                return HostNotAllowed(f"Host {host!r} is not this server's name: use a loopback "
-                                      "name or address (localhost, 127.0.0.1, [::1])")
+        if self.check_host and host and not self._host_ok(host.encode("latin-1")):
+            return HostNotAllowed(f"Host {host!r} is not this server's name: use a loopback "
+                                  "name or address (localhost, 127.0.0.1, [::1])")
         if origin is not None:
             text = origin.decode("latin-1")
             seen = _origin_authority(text)
