@@ -139,10 +139,12 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        # One pass, one dict lookup a header: this runs in front of every request.
+        # One pass, one dict lookup a header: this runs in front of every request. The
+        # first occurrence counts, as for the framework's ``Headers.get`` behind it, so a
+        # duplicated header cannot show this gate one value and the route another.
         seen: dict[bytes, bytes] = {}
         for name, value in scope["headers"]:
-            if name in _WATCHED:
+            if name in _WATCHED and name not in seen:
                 seen[name] = value
         host_header = seen.get(b"host")
         origin = seen.get(b"origin")

@@ -150,11 +150,12 @@ def test_the_pay_route_still_needs_the_admin_token() -> None:
     bank = Bank(make_profile({"bank": {"open_active": True}}), None, group_commit=True)
 
     async def run() -> list[int]:
-        transport = httpx.ASGITransport(app=create_app(bank, admin_token="t0k3n-for-unit-tests"))
+        token = "t0k3n-for-unit-tests"
+        transport = httpx.ASGITransport(app=create_app(bank, admin_token=token))
         async with httpx.AsyncClient(transport=transport, base_url="http://bank") as client:
             path = "/_admin/wechat/orders/TOPUP-0001/pay"
             return [(await client.post(path, json={}, headers=headers)).status_code
-                    for headers in ({}, {"X-Admin-Token": "wrong"}, {"X-Admin-Token": "t0k3n-for-unit-tests"})]
+                    for headers in ({}, {"X-Admin-Token": "wrong"}, {"X-Admin-Token": token})]
 
     try:
         bank.wechat.create_order(MCHID, json.loads(_order("TOPUP-0001")))
