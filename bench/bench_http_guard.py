@@ -107,7 +107,7 @@ def guard_cost(count: int) -> tuple[float, float]:
 
 def run(ctx: Context) -> list[Figure]:
     figures: list[Figure] = []
-    count = 50_000 if ctx.quick else 200_000
+    count = 20_000 if ctx.quick else 100_000
     if ctx.selects(NAME, "nonce_memory"):
         now, before = nonce_memory(count)
         ctx.log(f"{count} nonces: {now:.1f} B each, previous layout {before:.1f} B")

@@ -5,7 +5,9 @@ What an outsider tried, and what the contract (README "Control API", contracts/e
 
 * a huge body on the control API without the token: refused (401, 1030) before the server
   reads it, and the server's memory does not grow by the body -> test_an_unauthenticated_huge_body_*
-  (with the token, or without one on loopback, a too large JSON body is 413, 1011, early)
+  (with the token, or without one on loopback, a too large JSON body is 413, 1011, early;
+  a hand-over above ``sftp.max_upload_bytes`` 413, 4011; an unsigned bank API body above
+  ``security.max_body_bytes`` 413, 1011)
 * a request stamped in the future, replayed after "arrival + window" but while its
   timestamp is still fresh: refused as a replay (1005) -> test_a_future_stamped_request_*
 * a web page's cross-site ``POST /_admin/reset`` (``text/plain``, foreign ``Origin``) and a
@@ -159,6 +161,19 @@ def test_a_huge_control_body_is_refused_early_with_or_without_a_token(
         answer = stream_request(server.port, "PUT", "/_admin/profile", total=BIG, chunked=chunked,
                                 headers={"Content-Type": "application/json", **headers})
         grown = rss_bytes(server.process.pid) - before
+        assert (answer.status, answer.body["code"]) == (413, "1011")
+        assert answer.sent < BIG // 2
+        assert grown < 32 * 1024 * 1024, f"RSS grew by {grown} bytes"
+
+
+def test_a_huge_unsigned_bank_api_body_is_refused_at_the_body_limit(open_server: BankServer) -> None:
+    """The bank API reads a body before checking its signature (the signature covers it),
+    so the limit is what bounds an anonymous sender: 1011 at ``security.max_body_bytes``."""
+    for chunked in (False, True):
+        before = rss_bytes(open_server.process.pid)
+        answer = stream_request(open_server.port, "POST", "/api/v1/accounts/open", total=BIG,
+                                headers={"Content-Type": "application/json"}, chunked=chunked)
+        grown = rss_bytes(open_server.process.pid) - before
         assert (answer.status, answer.body["code"]) == (413, "1011")
         assert answer.sent < BIG // 2
         assert grown < 32 * 1024 * 1024, f"RSS grew by {grown} bytes"

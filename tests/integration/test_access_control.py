@@ -31,6 +31,8 @@ Control API
   * ``banksim serve`` off loopback without a token refuses to start (exit 2, a message naming
     the host and ``--admin-token``), also for an empty token -> test_off_loopback_without_a_token_*
     The check runs before anything binds; no test listens off loopback.
+  * the front door (token before the body, body limits, Host, Origin, media types, token
+    length, future-stamped replays): tests/adversarial/test_http.py
 Isolation of failures
   * one platform's malformed batch file leaves the bank serving every platform, and the
     bank starts again on that state      -> test_one_platforms_malformed_file_does_not_stop_*
