@@ -5,6 +5,18 @@ Pure functions of the profile, the seed and the record: the draw for a record is
 file gives the same return file byte for byte whatever else the bank processed meanwhile.
 The ledger's own checks (balance, status, limits) come after these in the batch engine.
 
+Scoped rates: a rule whose action has a ``probability`` below 1 applies to a matching
+record only when the record's draw for that rule (keyed by the rule's index too) falls
+below it; a record it spares goes on to the next rules. So "30% of DF records fail 3028"
+is a rule ``{match: {kind: DF}, action: {fail: "3028", probability: 0.3}}``, and leaves
+withholding alone, where the top-level ``rates`` apply to every record.
+
+Retries: a rule with ``match.attempt: N`` applies up to the N-th attempt of a record. A
+re-submitted record has a new serial (the layouts require it), so the attempt counts what
+is the same: 1 + the records of the same platform, kind, account and amount that failed in
+batches processed before this one (:func:`earlier_failures`). The default profile's 0.28
+(3028, system busy, retryable) has ``attempt: 1``: the re-submission goes through.
+
 Example::
 
     decide_record(settings, seed, RecordFacts("DF", "demo", "B1", "S1", 1, "6231...", "张三", 17))
@@ -17,8 +29,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from simulator.config import BatchSettings, FileFaultAction, FileFaultMatch, RecordMatch
+from simulator.config import BatchSettings, FileFaultAction, FileFaultMatch, RecordMatch, RecordRule
 from simulator.domain.faults import draw
+from simulator.store import Store
 
 
 @dataclass(frozen=True)
@@ -31,6 +44,7 @@ class RecordFacts:
     account_no: str
     account_name: str
     amount_fen: int
+    attempt: int = 1
 
 
 @dataclass(frozen=True)
@@ -54,14 +68,22 @@ def _matches(m: RecordMatch, r: RecordFacts) -> bool:
         m.serial is None or re.fullmatch(m.serial, r.serial) is not None,
         m.account_no is None or re.fullmatch(m.account_no, r.account_no) is not None,
         m.account_name is None or re.fullmatch(m.account_name, r.account_name) is not None,
+        m.attempt is None or r.attempt <= m.attempt,
     )
     return all(checks)
+
+
+def _drawn(rule: RecordRule, seed: int, index: int, app_id: str, batch_no: str, serial: str) -> bool:
+    """Whether a matching record falls inside the rule's probability (always, at 1)."""
+    p = rule.action.probability
+    return p >= 1.0 or draw(seed, "record-rule", index, app_id, batch_no, serial) < p
 
 
 def decide_record(settings: BatchSettings, seed: int, r: RecordFacts) -> Forced | None:
     """The profile's verdict on a record, or None to let the ledger decide."""
     for index, rule in enumerate(settings.rules):
-        if _matches(rule.match, r) and not (rule.not_ and _matches(rule.not_, r)):
+        if _matches(rule.match, r) and not (rule.not_ and _matches(rule.not_, r)) and \
+                _drawn(rule, seed, index, r.app_id, r.batch_no, r.serial):
             return Forced(rule.action.fail, rule.name or f"rule {index}", rule.action.reason)
     if settings.rates:
         u = draw(seed, "record", r.app_id, r.batch_no, r.serial)
@@ -103,6 +125,32 @@ def decide_file_fault(settings: BatchSettings, seed: int, app_id: str, kind: str
 
 
 Test = Callable[[str, int, str, str, int], bool]
+# (account_no, amount_fen) -> the record's attempt number (see the module's docstring).
+Attempts = Callable[[str, int], int]
+
+
+def earlier_failures(store: Store, app_id: str, kind: str, batch_no: str, account_no: str,
+                     amount_fen: int) -> int:
+    """Records of ``app_id``'s ``kind`` batches processed before ``batch_no`` that failed
+    for ``account_no`` with ``amount_fen`` (read from the stored return lines).
+
+    Asked only for a record a rule with an ``attempt`` condition would otherwise fail, so
+    its cost (a scan of the platform's return lines naming the account) stays off the
+    common path.
+    """
+    found = 0
+    for (lines,) in store.all(
+            "SELECT r.lines FROM batch_results r JOIN batches b "
+            "ON b.app_id = r.app_id AND b.batch_no = r.batch_no "
+            "WHERE r.app_id = ? AND b.kind = ? AND b.batch_no <> ? AND b.state <> 'ACCEPTED' "
+            "AND instr(r.lines, ?) > 0", (app_id, kind, batch_no, account_no.encode("ascii"))):
+        for line in bytes(lines).decode("gbk").split("\r\n"):
+            # The return detail: D|seq|serial|account|name|amount|bank serial|S/F|code|...
+            fields = line.split("|")
+            if len(fields) > 7 and fields[3] == account_no and fields[7] == "F" and \
+                    int(fields[5].replace(".", "")) == amount_fen:
+                found += 1
+    return found
 
 
 class RecordDecider:
@@ -120,8 +168,11 @@ class RecordDecider:
     """
 
     def __init__(self, settings: BatchSettings, seed: int, kind: str, app_id: str,
-                 batch_no: str) -> None:
-        self._rules: list[tuple[list[Test], list[Test] | None, Forced]] = []
+                 batch_no: str, attempts: Attempts | None = None) -> None:
+        # (tests, unless, verdict, rule index, probability, up to which attempt)
+        self._rules: list[tuple[list[Test], list[Test] | None, Forced, int, float, int | None]] = []
+        self._attempts = attempts
+        self._attempt_of: dict[tuple[str, int], int] = {}
         bounds: list[int | None] = []
         for index, rule in enumerate(settings.rules):
             tests = _compile_match(rule.match, kind, batch_no)
@@ -129,7 +180,8 @@ class RecordDecider:
                 continue
             unless = _compile_match(rule.not_, kind, batch_no) if rule.not_ else None
             self._rules.append((tests, unless, Forced(rule.action.fail, rule.name or f"rule {index}",
-                                                      rule.action.reason)))
+                                                      rule.action.reason),
+                                index, rule.action.probability, rule.match.attempt))
             bounds.append(rule.match.amount_max if rule.match.amount is None else rule.match.amount)
         self._ceiling: int | None = None
         if bounds and all(b is not None for b in bounds):
@@ -143,9 +195,12 @@ class RecordDecider:
                  amount_fen: int) -> Forced | None:
         if self._rules and (self._ceiling is None or amount_fen <= self._ceiling):
             args = (serial, position, account_no, account_name, amount_fen)
-            for tests, unless, forced in self._rules:
+            for tests, unless, forced, index, probability, up_to in self._rules:
                 if all(t(*args) for t in tests) and not (
-                        unless is not None and all(t(*args) for t in unless)):
+                        unless is not None and all(t(*args) for t in unless)) and (
+                        probability >= 1.0 or draw(self._seed, "record-rule", index, self._app_id,
+                                                   self._batch_no, serial) < probability) and (
+                        up_to is None or self._attempt(account_no, amount_fen) <= up_to):
                     return forced
         if self._rates:
             u = draw(self._seed, "record", self._app_id, self._batch_no, serial)
@@ -155,6 +210,15 @@ class RecordDecider:
                 if u < edge:
                     return Forced(code, f"rate {code}")
         return None
+
+
+    def _attempt(self, account_no: str, amount_fen: int) -> int:
+        key = (account_no, amount_fen)
+        attempt = self._attempt_of.get(key)
+        if attempt is None:
+            attempt = 1 if self._attempts is None else self._attempts(account_no, amount_fen)
+            self._attempt_of[key] = attempt
+        return attempt
 
 
 def _compile_match(m: RecordMatch, kind: str, batch_no: str) -> list[Test] | None:
