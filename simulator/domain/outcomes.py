@@ -14,7 +14,7 @@ withholding alone, where the top-level ``rates`` apply to every record.
 Retries: a rule with ``match.attempt: N`` applies up to the N-th attempt of a record. A
 re-submitted record has a new serial (the layouts require it), so the attempt counts what
 is the same: 1 + the records of the same platform, kind, account and amount that failed in
-batches processed before this one (:func:`earlier_failures`). The default profile's 0.28
+batches processed before this one (:func:`earlier_failures`, read once per batch). The default profile's 0.28
 (3028, system busy, retryable) has ``attempt: 1``: the re-submission goes through.
 
 Example::
@@ -26,7 +26,7 @@ Example::
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from simulator.config import BatchSettings, FileFaultAction, FileFaultMatch, RecordMatch, RecordRule
@@ -125,31 +125,35 @@ def decide_file_fault(settings: BatchSettings, seed: int, app_id: str, kind: str
 
 
 Test = Callable[[str, int, str, str, int], bool]
-# (account_no, amount_fen) -> the record's attempt number (see the module's docstring).
-Attempts = Callable[[str, int], int]
+# Loads the failed (account_no, amount_fen) -> count of earlier batches, for amounts up to
+# the given ceiling (None: all); see the module's docstring and :func:`earlier_failures`.
+Failures = Callable[[int | None], Mapping[tuple[str, int], int]]
 
 
-def earlier_failures(store: Store, app_id: str, kind: str, batch_no: str, account_no: str,
-                     amount_fen: int) -> int:
-    """Records of ``app_id``'s ``kind`` batches processed before ``batch_no`` that failed
-    for ``account_no`` with ``amount_fen`` (read from the stored return lines).
+def earlier_failures(store: Store, app_id: str, kind: str, batch_no: str,
+                     ceiling: int | None) -> dict[tuple[str, int], int]:
+    """Failed records of ``app_id``'s ``kind`` batches processed before ``batch_no``, counted
+    by (account, amount), read from the stored return lines; amounts above ``ceiling`` are
+    left out (no attempt rule could use them).
 
-    Asked only for a record a rule with an ``attempt`` condition would otherwise fail, so
-    its cost (a scan of the platform's return lines naming the account) stays off the
-    common path.
+    Loaded once per batch, and only when a rule with an ``attempt`` condition would fail
+    one of its records: one pass over the platform's earlier return lines that hold a
+    failure, however many of the batch's records ask.
     """
-    found = 0
+    found: dict[tuple[str, int], int] = {}
     for (lines,) in store.all(
             "SELECT r.lines FROM batch_results r JOIN batches b "
             "ON b.app_id = r.app_id AND b.batch_no = r.batch_no "
             "WHERE r.app_id = ? AND b.kind = ? AND b.batch_no <> ? AND b.state <> 'ACCEPTED' "
-            "AND instr(r.lines, ?) > 0", (app_id, kind, batch_no, account_no.encode("ascii"))):
+            "AND instr(r.lines, ?) > 0", (app_id, kind, batch_no, b"|F|")):
         for line in bytes(lines).decode("gbk").split("\r\n"):
             # The return detail: D|seq|serial|account|name|amount|bank serial|S/F|code|...
             fields = line.split("|")
-            if len(fields) > 7 and fields[3] == account_no and fields[7] == "F" and \
-                    int(fields[5].replace(".", "")) == amount_fen:
-                found += 1
+            if len(fields) > 7 and fields[7] == "F":
+                amount = int(fields[5].replace(".", ""))
+                if ceiling is None or amount <= ceiling:
+                    key = (fields[3], amount)
+                    found[key] = found.get(key, 0) + 1
     return found
 
 
@@ -168,12 +172,13 @@ class RecordDecider:
     """
 
     def __init__(self, settings: BatchSettings, seed: int, kind: str, app_id: str,
-                 batch_no: str, attempts: Attempts | None = None) -> None:
+                 batch_no: str, failures: Failures | None = None) -> None:
         # (tests, unless, verdict, rule index, probability, up to which attempt)
         self._rules: list[tuple[list[Test], list[Test] | None, Forced, int, float, int | None]] = []
-        self._attempts = attempts
-        self._attempt_of: dict[tuple[str, int], int] = {}
+        self._load_failures = failures
+        self._failures: Mapping[tuple[str, int], int] | None = None
         bounds: list[int | None] = []
+        attempt_bounds: list[int | None] = []
         for index, rule in enumerate(settings.rules):
             tests = _compile_match(rule.match, kind, batch_no)
             if tests is None:
@@ -183,6 +188,11 @@ class RecordDecider:
                                                       rule.action.reason),
                                 index, rule.action.probability, rule.match.attempt))
             bounds.append(rule.match.amount_max if rule.match.amount is None else rule.match.amount)
+            if rule.match.attempt is not None:
+                attempt_bounds.append(bounds[-1])
+        # The highest amount an attempt rule can match (None: unbounded).
+        self._attempt_ceiling = None if None in attempt_bounds else max(
+            (b for b in attempt_bounds if b is not None), default=None)
         self._ceiling: int | None = None
         if bounds and all(b is not None for b in bounds):
             self._ceiling = max(b for b in bounds if b is not None)
@@ -213,12 +223,10 @@ class RecordDecider:
 
 
     def _attempt(self, account_no: str, amount_fen: int) -> int:
-        key = (account_no, amount_fen)
-        attempt = self._attempt_of.get(key)
-        if attempt is None:
-            attempt = 1 if self._attempts is None else self._attempts(account_no, amount_fen)
-            self._attempt_of[key] = attempt
-        return attempt
+        if self._failures is None:
+            self._failures = {} if self._load_failures is None else self._load_failures(
+                self._attempt_ceiling)
+        return 1 + self._failures.get((account_no, amount_fen), 0)
 
 
 def _compile_match(m: RecordMatch, kind: str, batch_no: str) -> list[Test] | None:

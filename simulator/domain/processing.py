@@ -239,11 +239,11 @@ def process_batch(store: Store, *, app_id: str, batch_no: str, settings: BatchSe
     legs: list[tuple[str, int, str]] = []
     # The store work runs on a second thread, a round ahead (reads) and behind (writes).
     with WriteBehind() as writer:
-        # A rule's attempt condition asks for the record's earlier failures (on the store thread).
+        # A rule's attempt condition reads the earlier failures once (on the store thread).
         decide = RecordDecider(
             settings, seed, kind, app_id, batch_no,
-            attempts=lambda no, fen: 1 + writer.submit(
-                partial(earlier_failures, store, app_id, kind, batch_no, no, fen)).result())
+            failures=lambda ceiling: writer.submit(
+                partial(earlier_failures, store, app_id, kind, batch_no, ceiling)).result())
         plain = not reused and decide.trivial  # the ledger alone decides every record
         rounds = _Rounds(store, app_id, batch_no, accounts, stride)
         upcoming = writer.submit(rounds)

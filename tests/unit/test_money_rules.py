@@ -191,13 +191,16 @@ def test_magic_busy_applies_to_the_first_attempt_only() -> None:
     first = decide_record(settings, 1, _facts("S1", amount=28))
     assert first is not None and first.code == "3028"
     assert decide_record(settings, 1, _facts("S2", amount=28, attempt=2)) is None
-    asked: list[tuple[str, int]] = []
+    asked: list[int | None] = []
 
-    def attempts(account_no: str, amount: int) -> int:
-        asked.append((account_no, amount))
-        return 2
+    def failures(ceiling: int | None) -> dict[tuple[str, int], int]:
+        asked.append(ceiling)
+        return {("6231880000000000001", 28): 1}
 
-    decider = RecordDecider(settings, 1, "DF", APP, "B2", attempts=attempts)
-    assert decider("S3", 1, "6231880000000000001", "张三", 28) is None
-    assert decider("S4", 1, "6231880000000000001", "张三", 1000) is None
-    assert asked == [("6231880000000000001", 28)]  # asked only where a rule's attempt matters
+    decider = RecordDecider(settings, 1, "DF", APP, "B2", failures=failures)
+    assert decider("S3", 1, "6231880000000000001", "张三", 28) is None  # its second attempt
+    again = decider("S4", 2, "6231880000000000002", "李四", 28)  # another account's first
+    assert again is not None and again.code == "3028"
+    assert decider("S5", 3, "6231880000000000001", "张三", 1000) is None
+    # Read once per batch, and only amounts an attempt rule can match (up to 0.99).
+    assert asked == [99]
