@@ -26,11 +26,13 @@ from simulator.outbox import Outbox
 from simulator.store import Store
 
 RETURNS = "download/returns"
-# Ledger transaction kinds as the statement layout names them.
-_STATEMENT_KINDS = {
+# Every ledger transaction kind (simulator.domain.ledger.KINDS) as the statement layout
+# names it (contracts/layouts/statement.yaml, txn_kind). No fallback: the ledger writes no
+# other kind, and a test checks that this map covers them all with documented values.
+STATEMENT_KINDS = {
     "disbursement": "DISBURSEMENT", "withholding": "WITHHOLDING", "deposit": "DEPOSIT",
-    "opening_balance": "DEPOSIT", "channel_settlement": "CHANNEL_SETTLEMENT",
-    "withdrawal": "WITHDRAWAL",
+    "opening_balance": "DEPOSIT", "wechat_settlement": "CHANNEL_SETTLEMENT",
+    "refund": "WITHDRAWAL",
 }
 STATEMENTS = "download/statements"
 
@@ -126,16 +128,25 @@ def _fit(text: str, max_bytes: int) -> str:
     """``text`` as a rejection field can carry it: the platform must hear about every file.
 
     A reason may quote the bad line and a name may hold anything an SFTP client sent: the
-    separator becomes ``/``, control characters and characters GBK lacks become ``?``, and
-    the text is cut to the field's GBK bytes (with ``...`` when cut).
+    separator, control characters and characters GBK lacks are each written as ``_`` (the
+    layout's rule), and the text is cut to the field's GBK bytes (with ``...`` when cut).
     """
-    clean = "".join("/" if c == "|" else "?" if c < " " or c == "\x7f" else c for c in text)
-    clean = clean.encode("gbk", errors="replace").decode("gbk")
+    clean = "".join(c if _line_safe(c) else "_" for c in text)
     if len(clean.encode("gbk")) <= max_bytes:
         return clean
     while len(clean.encode("gbk")) > max_bytes - 3:
         clean = clean[:-1]
     return clean + "..."
+
+
+def _line_safe(c: str) -> bool:
+    if c == "|" or c < " " or c == "\x7f":
+        return False
+    try:
+        c.encode("gbk")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def write_statement(store: Store, outbox: Outbox, *, app_id: str, account_no: str,
@@ -183,7 +194,7 @@ def write_statement(store: Store, outbox: Outbox, *, app_id: str, account_no: st
         seq = 0
         for r in rows:
             base = {"posted_at": _naive(r["at_us"]),
-                    "txn_kind": _STATEMENT_KINDS.get(r["kind"], "ADJUSTMENT"),
+                    "txn_kind": STATEMENT_KINDS[r["kind"]],
                     "reference": r["ref"] or f"T{r['id']}"}
             for amount, counterparty, memo in _statement_lines(store, r):
                 seq += 1

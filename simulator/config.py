@@ -273,6 +273,11 @@ class RecordMatch(_Model):
     amount_max: Fen | None = None
     amount_cents: str | None = Field(default=None, pattern=r"^[0-9]{2}$")
     position: int | None = Field(default=None, ge=1, description="the record's seq in its file")
+    attempt: int | None = Field(
+        default=None, ge=1,
+        description="applies up to this attempt: a record's attempt is 1 + the failed records "
+                    "of earlier-processed batches of the platform with the same kind, account "
+                    "and amount (a re-submission gets a new serial, so those name the retry)")
 
     _regexes = field_validator("batch_no", "serial", "account_no", "account_name")(
         classmethod(lambda cls, v: _check_regex(v))
@@ -282,6 +287,10 @@ class RecordMatch(_Model):
 class RecordAction(_Model):
     fail: str
     reason: str | None = None
+    # A seeded rate scoped by the rule's match: the rule applies to a matching record with
+    # this probability (keyed by seed, platform, batch, serial and the rule's index), and a
+    # record it spares goes on to the next rules. 1 (the default) always applies.
+    probability: float = Field(default=1.0, ge=0.0, le=1.0)
 
     @field_validator("fail")
     @classmethod
@@ -338,10 +347,14 @@ class BatchSettings(_Model):
     processing_delay: str = "10m"
     return_delay: str = "15m"
     max_file_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
-    # Record outcomes: these rules first (first match wins), then seeded rates per code,
-    # then the ledger (balance, status, limits) decides.
+    # Record outcomes: these rules first (first match wins; a rule with a probability is a
+    # scoped rate), then seeded rates per code for every record, then the ledger (balance,
+    # status, limits) decides.
     rules: list[RecordRule] = []
     rates: dict[str, float] = {}
+    # Batch files dated the day before the bank's business date are refused (4009) unless
+    # this is true (a file prepared just before the cutover).
+    accept_previous_business_day: bool = False
     # Return-file faults: rules first, then seeded rates.
     file_faults: list[FileFaultRule] = []
     file_fault_rates: FileFaultRates = FileFaultRates()

@@ -209,6 +209,10 @@ class AmountInvalid(AccountError):
     code = "3062"
 
 
+class NotClassIII(AccountError):
+    code = "3063"
+
+
 class FileRejected(BankError):
     """A whole file refused; ``line`` is the 1-based line at fault when there is one."""
 

@@ -109,7 +109,8 @@ class FileDesk:
             with bank.store.transaction():
                 accepted = accept_file(bank.store, app_id=app_id, platform=platform, file_name=name,
                                        path=path, max_bytes=settings.max_file_bytes,
-                                       business_date=bank.clock.business_date(), now_us=now)
+                                       business_date=bank.clock.business_date(), now_us=now,
+                                       previous_day_ok=settings.accept_previous_business_day)
                 due = bank.clock.now() + parse_duration(settings.processing_delay)
                 bank.scheduler.schedule("batch.process", due,
                                         {"app_id": app_id, "batch_no": accepted.batch_no},

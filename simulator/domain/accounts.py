@@ -29,6 +29,7 @@ from simulator.errors import (
     BadAccountStatus,
     BalanceNotZero,
     NoSuchAccount,
+    NotClassIII,
     TooManyAccounts,
     error_for_code,
 )
@@ -184,6 +185,19 @@ class Accounts:
             raise NoSuchAccount(f"no account {account_no}")
         return dict(row)
 
+    def class_iii_row(self, account_no: str, app_id: str | None) -> dict[str, Any]:
+        """:meth:`row` for an operation of the Class III API (freeze, close, refund).
+
+        A platform acts through that API on its users' Class III accounts only: its own 98
+        and settlement accounts answer 3063 (the control API, ``app_id`` None, may still
+        freeze them, as the bank itself would).
+        """
+        row = self.row(account_no, app_id)
+        if app_id is not None and row["kind"] != "CLASS_III":
+            raise NotClassIII(f"account {account_no} is the platform's {row['kind'].lower()} "
+                              "account, not a Class III account")
+        return row
+
     def get(self, account_no: str, app_id: str | None = None) -> dict[str, Any]:
         return self.view(self.row(account_no, app_id))
 
@@ -225,7 +239,7 @@ class Accounts:
 
     def set_frozen(self, account_no: str, frozen: bool, *, app_id: str | None, now_us: int,
                    reason: str = "") -> dict[str, Any]:
-        row = self.row(account_no, app_id)
+        row = self.class_iii_row(account_no, app_id)
         if row["status"] == "CLOSED":
             raise AccountClosed(f"account {account_no} is closed")
         bit = FROZEN_BY_PLATFORM if app_id is not None else FROZEN_BY_BANK
@@ -249,7 +263,7 @@ class Accounts:
         return self.get(account_no)
 
     def close(self, account_no: str, *, app_id: str, now_us: int) -> dict[str, Any]:
-        row = self.row(account_no, app_id)
+        row = self.class_iii_row(account_no, app_id)
         if row["status"] == "CLOSED":
             raise AccountClosed(f"account {account_no} is already closed")
         if row["balance_fen"] != 0:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts.codec import FileFormatError, FileReader, identify, load_layout
+from contracts.money import format_fen
 from simulator.config import Platform
 from simulator.domain.writebehind import WriteBehind
 from simulator.errors import (
@@ -80,8 +81,14 @@ def name_parts(file_name: str) -> tuple[str, dict[str, Any]]:
 
 
 def accept_file(store: Store, *, app_id: str, platform: Platform, file_name: str, path: Path,
-                max_bytes: int, business_date: date, now_us: int) -> Accepted:
-    """Validate ``path`` and store its batch and records, or raise FileRejected."""
+                max_bytes: int, business_date: date, now_us: int,
+                previous_day_ok: bool = False) -> Accepted:
+    """Validate ``path`` and store its batch and records, or raise FileRejected.
+
+    The file's business date must be the bank's current one (4009 otherwise); with
+    ``previous_day_ok`` (profile ``batches.accept_previous_business_day``) the day before is
+    taken too, for a file prepared just before the cutover.
+    """
     layout_name, parts = name_parts(file_name)
     kind = KIND_BY_LAYOUT[layout_name]
     size = path.stat().st_size
@@ -93,7 +100,7 @@ def accept_file(store: Store, *, app_id: str, platform: Platform, file_name: str
         try:
             reader = FileReader(load_layout(layout_name), fh)
             header = reader.header
-            _check_header(store, app_id, platform, kind, parts, header, business_date)
+            _check_header(store, app_id, platform, kind, parts, header, business_date, previous_day_ok)
             count, total = _store_records(store, app_id, str(header["batch_no"]), reader)
         except FileFormatError as exc:
             raise _codec_error(exc) from None
@@ -101,8 +108,9 @@ def accept_file(store: Store, *, app_id: str, platform: Platform, file_name: str
             raise FileCountMismatch(f"header says {header['record_count']} records, "
                                     f"the file has {count}", line=1)
         if total != header["total_amount"]:
-            raise FileTotalMismatch(f"header total {header['total_amount']} fen, "
-                                    f"details sum to {total} fen", line=1)
+            # Amounts quoted as the file writes them: yuan with two decimals.
+            raise FileTotalMismatch(f"header total {format_fen(header['total_amount'])}, "
+                                    f"details sum to {format_fen(total)}", line=1)
         batch_date = _as_date(header["business_date"])
         store.execute(
             "INSERT INTO batches(app_id, batch_no, kind, file_name, business_date, account_no, "
@@ -113,7 +121,8 @@ def accept_file(store: Store, *, app_id: str, platform: Platform, file_name: str
 
 
 def _check_header(store: Store, app_id: str, platform: Platform, kind: str,
-                  parts: dict[str, Any], header: dict[str, Any], business_date: date) -> None:
+                  parts: dict[str, Any], header: dict[str, Any], business_date: date,
+                  previous_day_ok: bool) -> None:
     batch_no = str(header["batch_no"])
     if batch_no != str(parts["batch"]) or str(header["merchant"]) != str(parts["merchant"]):
         raise FileStructure("header batch number or merchant differs from the file name", line=1)
@@ -125,10 +134,13 @@ def _check_header(store: Store, app_id: str, platform: Platform, kind: str,
     file_date = _as_date(header["business_date"])
     if file_date != _as_date(parts["date"]):
         raise FileBusinessDate("header business date differs from the file name", line=1)
-    # Today's business date, or yesterday's for a file prepared just before the cutover.
-    if file_date not in (business_date, business_date - timedelta(days=1)):
-        raise FileBusinessDate(f"business date {file_date} is not the bank's "
-                               f"{business_date} (or the day before)", line=1)
+    # The bank's current business date only (the code table's 4009), unless the profile
+    # tolerates the day before (a file prepared just before the cutover).
+    allowed = (business_date, business_date - timedelta(days=1)) if previous_day_ok else (business_date,)
+    if file_date not in allowed:
+        also = " or the day before" if previous_day_ok else ""
+        raise FileBusinessDate(f"business date {file_date} is not the bank's current one "
+                               f"({business_date}{also})", line=1)
     expected = platform.supervision_account if kind == "DF" else platform.settlement_account
     if str(header["account_no"]) != expected:
         role = "supervision (98)" if kind == "DF" else "settlement"

@@ -6,9 +6,13 @@ a deposit from a bound card) is a credit to a customer account and an equal debi
 bank's clearing account, which therefore goes negative. The sum of all balances is zero
 at every commit; that is the conservation invariant.
 
-Rules a posting must respect are checked here, before anything is written: legs balance,
-accounts exist, no balance goes below zero unless the account allows it, no balance goes
-above its cap. A failed check raises a :mod:`simulator.errors` error and writes nothing.
+Rules a posting must respect are checked here, before anything is written: the kind is
+one of :data:`KINDS`, legs balance, accounts exist, no posting to a CLOSED account (3018),
+no outflow from a FROZEN one (3017), no balance goes below zero unless the account allows
+it, no balance goes above its cap. A failed check raises a :mod:`simulator.errors` error
+and writes nothing. The status rules are :func:`posting_refusal`, which the batch engine
+(it posts in bulk, without :meth:`Ledger.post`) applies to the accounts it moves money on,
+the platform's own 98 and settlement accounts included: every account follows them.
 
 Example::
 
@@ -22,10 +26,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from simulator.errors import BalanceCapExceeded, InsufficientBalance, NoSuchAccount, OverLimit
+from simulator.errors import (
+    BalanceCapExceeded,
+    InsufficientBalance,
+    NoSuchAccount,
+    OverLimit,
+    error_for_code,
+)
 from simulator.store import Store
 
 CLEARING_ACCOUNT = "BANK-CLEARING"
+
+# Every transaction kind the ledger writes. Each has a statement kind (simulator.bankfiles,
+# contracts/layouts/statement.yaml); a test walks this set, so a new kind cannot reach a
+# statement unlabelled.
+KINDS = frozenset({"deposit", "opening_balance", "refund", "disbursement", "withholding",
+                   "wechat_settlement"})
 
 # Transaction kinds whose debit of a Class III account counts against its outflow limits.
 OUTFLOW_KINDS = frozenset({"refund", "withholding"})
@@ -41,6 +57,19 @@ class Leg:
 class OutflowLimits:
     daily_fen: int
     annual_fen: int
+
+
+def posting_refusal(status: str, frozen: bool, *, outflow: bool) -> str | None:
+    """The code that forbids a posting on an account in this state, or None.
+
+    A CLOSED account takes no posting at all (3018); a FROZEN one takes credits but pays
+    nothing out (3017), as a bank's "只收不付" freeze does.
+    """
+    if status == "CLOSED":
+        return "3018"
+    if frozen and outflow:
+        return "3017"
+    return None
 
 
 def day_period(business_date: date) -> str:
@@ -79,6 +108,7 @@ class Ledger:
     def post(self, *, kind: str, legs: Sequence[Leg], at_us: int, business_date: date,
              app_id: str | None = None, ref: str | None = None, memo: str = "") -> int:
         """Write one balanced transaction; returns its id. All legs or none."""
+        _check_kind(kind)
         if len(legs) < 2 or sum(leg.amount_fen for leg in legs) != 0:
             raise ValueError(f"unbalanced transaction {kind}: {legs}")
         if any(leg.amount_fen == 0 for leg in legs):
@@ -86,10 +116,14 @@ class Ledger:
         with self.store.transaction():
             for leg in legs:
                 row = self.store.one(
-                    "SELECT balance_fen, allow_negative, balance_cap_fen FROM accounts "
+                    "SELECT balance_fen, allow_negative, balance_cap_fen, status, frozen FROM accounts "
                     "WHERE account_no = ?", (leg.account_no,))
                 if row is None:
                     raise NoSuchAccount(f"account {leg.account_no} does not exist")
+                refused = posting_refusal(row["status"], bool(row["frozen"]), outflow=leg.amount_fen < 0)
+                if refused is not None:
+                    state = "closed" if refused == "3018" else "frozen"
+                    raise error_for_code(refused, f"account {leg.account_no} is {state}")
                 after = row["balance_fen"] + leg.amount_fen
                 if after < 0 and not row["allow_negative"]:
                     raise InsufficientBalance(f"account {leg.account_no} would go below zero")
@@ -122,6 +156,7 @@ class Ledger:
             txn = ledger.open_bulk(kind="disbursement", at_us=now, business_date=day, ref="DF_X_1")
             ledger.add_legs([(txn, class_iii, 100, "充值到账"), (txn, account_98, -100, None)])
         """
+        _check_kind(kind)
         cur = self.store.execute(
             "INSERT INTO txns(kind, at_us, business_date, app_id, ref, memo) VALUES (?, ?, ?, ?, ?, ?)",
             (kind, at_us, business_date.isoformat(), app_id, ref, memo))
@@ -180,3 +215,8 @@ class Ledger:
             "FROM postings p JOIN txns t ON t.id = p.txn_id WHERE p.account_no = ? "
             "ORDER BY p.id DESC LIMIT ?", (account_no, limit))
         return [dict(row) for row in rows]
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"{kind!r} is not a ledger transaction kind ({', '.join(sorted(KINDS))})")

@@ -5,6 +5,18 @@ Pure functions of the profile, the seed and the record: the draw for a record is
 file gives the same return file byte for byte whatever else the bank processed meanwhile.
 The ledger's own checks (balance, status, limits) come after these in the batch engine.
 
+Scoped rates: a rule whose action has a ``probability`` below 1 applies to a matching
+record only when the record's draw for that rule (keyed by the rule's index too) falls
+below it; a record it spares goes on to the next rules. So "30% of DF records fail 3028"
+is a rule ``{match: {kind: DF}, action: {fail: "3028", probability: 0.3}}``, and leaves
+withholding alone, where the top-level ``rates`` apply to every record.
+
+Retries: a rule with ``match.attempt: N`` applies up to the N-th attempt of a record. A
+re-submitted record has a new serial (the layouts require it), so the attempt counts what
+is the same: 1 + the records of the same platform, kind, account and amount that failed in
+batches processed before this one (:func:`earlier_failures`, read once per batch). The default profile's 0.28
+(3028, system busy, retryable) has ``attempt: 1``: the re-submission goes through.
+
 Example::
 
     decide_record(settings, seed, RecordFacts("DF", "demo", "B1", "S1", 1, "6231...", "张三", 17))
@@ -14,11 +26,12 @@ Example::
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from simulator.config import BatchSettings, FileFaultAction, FileFaultMatch, RecordMatch
+from simulator.config import BatchSettings, FileFaultAction, FileFaultMatch, RecordMatch, RecordRule
 from simulator.domain.faults import draw
+from simulator.store import Store
 
 
 @dataclass(frozen=True)
@@ -31,6 +44,7 @@ class RecordFacts:
     account_no: str
     account_name: str
     amount_fen: int
+    attempt: int = 1
 
 
 @dataclass(frozen=True)
@@ -54,14 +68,22 @@ def _matches(m: RecordMatch, r: RecordFacts) -> bool:
         m.serial is None or re.fullmatch(m.serial, r.serial) is not None,
         m.account_no is None or re.fullmatch(m.account_no, r.account_no) is not None,
         m.account_name is None or re.fullmatch(m.account_name, r.account_name) is not None,
+        m.attempt is None or r.attempt <= m.attempt,
     )
     return all(checks)
+
+
+def _drawn(rule: RecordRule, seed: int, index: int, app_id: str, batch_no: str, serial: str) -> bool:
+    """Whether a matching record falls inside the rule's probability (always, at 1)."""
+    p = rule.action.probability
+    return p >= 1.0 or draw(seed, "record-rule", index, app_id, batch_no, serial) < p
 
 
 def decide_record(settings: BatchSettings, seed: int, r: RecordFacts) -> Forced | None:
     """The profile's verdict on a record, or None to let the ledger decide."""
     for index, rule in enumerate(settings.rules):
-        if _matches(rule.match, r) and not (rule.not_ and _matches(rule.not_, r)):
+        if _matches(rule.match, r) and not (rule.not_ and _matches(rule.not_, r)) and \
+                _drawn(rule, seed, index, r.app_id, r.batch_no, r.serial):
             return Forced(rule.action.fail, rule.name or f"rule {index}", rule.action.reason)
     if settings.rates:
         u = draw(seed, "record", r.app_id, r.batch_no, r.serial)
@@ -103,6 +125,36 @@ def decide_file_fault(settings: BatchSettings, seed: int, app_id: str, kind: str
 
 
 Test = Callable[[str, int, str, str, int], bool]
+# Loads the failed (account_no, amount_fen) -> count of earlier batches, for amounts up to
+# the given ceiling (None: all); see the module's docstring and :func:`earlier_failures`.
+Failures = Callable[[int | None], Mapping[tuple[str, int], int]]
+
+
+def earlier_failures(store: Store, app_id: str, kind: str, batch_no: str,
+                     ceiling: int | None) -> dict[tuple[str, int], int]:
+    """Failed records of ``app_id``'s ``kind`` batches processed before ``batch_no``, counted
+    by (account, amount), read from the stored return lines; amounts above ``ceiling`` are
+    left out (no attempt rule could use them).
+
+    Loaded once per batch, and only when a rule with an ``attempt`` condition would fail
+    one of its records: one pass over the platform's earlier return lines that hold a
+    failure, however many of the batch's records ask.
+    """
+    found: dict[tuple[str, int], int] = {}
+    for (lines,) in store.all(
+            "SELECT r.lines FROM batch_results r JOIN batches b "
+            "ON b.app_id = r.app_id AND b.batch_no = r.batch_no "
+            "WHERE r.app_id = ? AND b.kind = ? AND b.batch_no <> ? AND b.state <> 'ACCEPTED' "
+            "AND instr(r.lines, ?) > 0", (app_id, kind, batch_no, b"|F|")):
+        for line in bytes(lines).decode("gbk").split("\r\n"):
+            # The return detail: D|seq|serial|account|name|amount|bank serial|S/F|code|...
+            fields = line.split("|")
+            if len(fields) > 7 and fields[7] == "F":
+                amount = int(fields[5].replace(".", ""))
+                if ceiling is None or amount <= ceiling:
+                    key = (fields[3], amount)
+                    found[key] = found.get(key, 0) + 1
+    return found
 
 
 class RecordDecider:
@@ -120,17 +172,27 @@ class RecordDecider:
     """
 
     def __init__(self, settings: BatchSettings, seed: int, kind: str, app_id: str,
-                 batch_no: str) -> None:
-        self._rules: list[tuple[list[Test], list[Test] | None, Forced]] = []
+                 batch_no: str, failures: Failures | None = None) -> None:
+        # (tests, unless, verdict, rule index, probability, up to which attempt)
+        self._rules: list[tuple[list[Test], list[Test] | None, Forced, int, float, int | None]] = []
+        self._load_failures = failures
+        self._failures: Mapping[tuple[str, int], int] | None = None
         bounds: list[int | None] = []
+        attempt_bounds: list[int | None] = []
         for index, rule in enumerate(settings.rules):
             tests = _compile_match(rule.match, kind, batch_no)
             if tests is None:
                 continue
             unless = _compile_match(rule.not_, kind, batch_no) if rule.not_ else None
             self._rules.append((tests, unless, Forced(rule.action.fail, rule.name or f"rule {index}",
-                                                      rule.action.reason)))
+                                                      rule.action.reason),
+                                index, rule.action.probability, rule.match.attempt))
             bounds.append(rule.match.amount_max if rule.match.amount is None else rule.match.amount)
+            if rule.match.attempt is not None:
+                attempt_bounds.append(bounds[-1])
+        # The highest amount an attempt rule can match (None: unbounded).
+        self._attempt_ceiling = None if None in attempt_bounds else max(
+            (b for b in attempt_bounds if b is not None), default=None)
         self._ceiling: int | None = None
         if bounds and all(b is not None for b in bounds):
             self._ceiling = max(b for b in bounds if b is not None)
@@ -143,9 +205,12 @@ class RecordDecider:
                  amount_fen: int) -> Forced | None:
         if self._rules and (self._ceiling is None or amount_fen <= self._ceiling):
             args = (serial, position, account_no, account_name, amount_fen)
-            for tests, unless, forced in self._rules:
+            for tests, unless, forced, index, probability, up_to in self._rules:
                 if all(t(*args) for t in tests) and not (
-                        unless is not None and all(t(*args) for t in unless)):
+                        unless is not None and all(t(*args) for t in unless)) and (
+                        probability >= 1.0 or draw(self._seed, "record-rule", index, self._app_id,
+                                                   self._batch_no, serial) < probability) and (
+                        up_to is None or self._attempt(account_no, amount_fen) <= up_to):
                     return forced
         if self._rates:
             u = draw(self._seed, "record", self._app_id, self._batch_no, serial)
@@ -155,6 +220,13 @@ class RecordDecider:
                 if u < edge:
                     return Forced(code, f"rate {code}")
         return None
+
+
+    def _attempt(self, account_no: str, amount_fen: int) -> int:
+        if self._failures is None:
+            self._failures = {} if self._load_failures is None else self._load_failures(
+                self._attempt_ceiling)
+        return 1 + self._failures.get((account_no, amount_fen), 0)
 
 
 def _compile_match(m: RecordMatch, kind: str, batch_no: str) -> list[Test] | None:

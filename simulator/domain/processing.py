@@ -9,6 +9,9 @@ earlier batch (3051), the profile's seeded rates, then the bank's own state:
 - withholding (DK, Class III -> settlement account): 3009, 3031, 3018, 3017, not ACTIVE
   (3057), no withholding agreement (3043), balance (3008), daily/annual outflow limits (3013).
 
+Before those, the platform's own account (the batch header's): closed, every record fails
+3018; a frozen 98 account fails every DF record 3017 (:func:`~simulator.domain.ledger.posting_refusal`).
+
 The records come from the chunks intake stored (:mod:`simulator.domain.batchrecords`).
 The touched accounts' balances and outflow counters are kept in memory while the records
 are decided in file order, so each record sees the state its predecessors left (the 98
@@ -49,8 +52,8 @@ from simulator.domain.batchrecords import (
     SERIAL,
     finished_text,
 )
-from simulator.domain.ledger import Ledger, day_period, year_period
-from simulator.domain.outcomes import RecordDecider
+from simulator.domain.ledger import Ledger, day_period, posting_refusal, year_period
+from simulator.domain.outcomes import RecordDecider, earlier_failures
 from simulator.domain.writebehind import WriteBehind
 from simulator.store import Store
 
@@ -217,8 +220,6 @@ def process_batch(store: Store, *, app_id: str, batch_no: str, settings: BatchSe
     assert own is not None, "intake checked the batch's own account"
     judge = _Judge(accounts, own, app_id, kind, policy)
     reused = _reused_serials(store, app_id, batch_no)
-    decide = RecordDecider(settings, seed, kind, app_id, batch_no)
-    plain = not reused and decide.trivial  # the ledger alone decides every record
     txn_kind = "disbursement" if kind == "DF" else "withholding"
     request = load_layout("disbursement_request" if kind == "DF" else "withholding_request").detail
     stride = 1 + len(request.fields)  # pieces per line once a chunk is split at the separator
@@ -238,6 +239,12 @@ def process_batch(store: Store, *, app_id: str, batch_no: str, settings: BatchSe
     legs: list[tuple[str, int, str]] = []
     # The store work runs on a second thread, a round ahead (reads) and behind (writes).
     with WriteBehind() as writer:
+        # A rule's attempt condition reads the earlier failures once (on the store thread).
+        decide = RecordDecider(
+            settings, seed, kind, app_id, batch_no,
+            failures=lambda ceiling: writer.submit(
+                partial(earlier_failures, store, app_id, kind, batch_no, ceiling)).result())
+        plain = not reused and decide.trivial  # the ledger alone decides every record
         rounds = _Rounds(store, app_id, batch_no, accounts, stride)
         upcoming = writer.submit(rounds)
         while (got := upcoming.result()) is not None:
@@ -333,8 +340,14 @@ class _Judge:
         self.df = kind == "DF"
         self.daily, self.annual = policy.class_iii.daily_outflow, policy.class_iii.annual_outflow
         self.standing: dict[str, tuple[str | None, str | None]] = {}
+        # The platform's own account follows the ledger's status rules like any other: a
+        # CLOSED one fails every record 3018, a FROZEN 98 account pays nothing out (3017);
+        # a frozen settlement account still receives withheld money.
+        self.own_refusal = posting_refusal(own.status, own.frozen, outflow=self.df)
 
     def __call__(self, account_no: str, name: str, amount: int) -> str | None:
+        if self.own_refusal is not None:
+            return self.own_refusal
         acct = self.cache[account_no]
         verdict = self.standing.get(account_no)
         if verdict is None:

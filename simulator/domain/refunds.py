@@ -1,9 +1,10 @@
 """Refunds: money leaves a Class III account for the user's bound card.
 
 A user cannot take money out of a Class III account directly; the platform asks the bank,
-which pays the bound card through clearing. A refund is an outflow: it needs an ACTIVE,
-unfrozen account with the balance, and counts against the daily and annual limits. The
-checks, the counter and the posting commit together or not at all.
+which pays the bound card through clearing. Only Class III accounts are refunded (the
+platform's own 98 and settlement accounts have no bound card: 3063). A refund is an
+outflow: it needs an ACTIVE, unfrozen account with the balance, and counts against the
+daily and annual limits. The checks, the counter and the posting commit together or not at all.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class Refunds:
                business_date: date) -> dict[str, Any]:
         if amount_fen <= 0:
             raise AmountInvalid("a refund must be positive")
-        row = self.accounts.row(account_no, app_id)
+        row = self.accounts.class_iii_row(account_no, app_id)
         check_can_pay_out(row, amount_fen)
         self.ledger.consume_outflow(account_no, amount_fen, business_date, limits)
         txn_id = self.ledger.post(

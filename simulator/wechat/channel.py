@@ -5,7 +5,11 @@ are NATIVE (QR code) orders a platform creates through the v3 API; the user "pay
 the control API at the clock's now. A payment owes a notification (see
 :mod:`simulator.wechat.notifications`) and, for its WeChat day, a T+1 settlement job at
 ``wechat.settle_at``: the day's orders less fees and refunds, posted as one balanced ledger
-transaction from the bank's clearing account into the platform's 98 account. Bills are built
+transaction from the bank's clearing account into the platform's 98 account. A day whose
+refunds exceed its payments (net below zero) posts nothing and carries its negative net
+forward, deducted from the next settlements: settlements are never negative, and the
+cumulative settlements always equal the cumulative bill nets plus the balance carried
+(the ``wechat-settlement-conserved`` invariant). Bills are built
 from the stored orders and refunds of a WeChat day and served from T+1 ``bill_ready_at``.
 
 Example::
@@ -422,31 +426,60 @@ class WechatChannel:
                                    "WHERE mchid = ? AND bill_date = ?", (mchid, day)))
         gross, fees = int(orders["gross"]), int(orders["fees"])
         net = gross - fees - refunds
+        # Carry-forward: a negative net (refunds above the day's payments, paid by WeChat out
+        # of the merchant's funds) is deducted from the following settlements, which are
+        # never negative; nothing is paid by the bank and nothing is forgotten.
+        carried_in = self._carried(mchid, day)
+        pay = net - carried_in
         now_us = bank.clock.now_us()
         txn_id = None
-        if net > 0:
+        if pay > 0:
             txn_id = bank.ledger.post(
                 kind="wechat_settlement", at_us=now_us, business_date=bank.clock.business_date(),
                 app_id=platform.app_id, ref=f"WX-{mchid}-{day.replace('-', '')}",
                 memo=f"微信支付{day}结算",
-                legs=[Leg(CLEARING_ACCOUNT, -net), Leg(platform.supervision_account, net)])
+                legs=[Leg(CLEARING_ACCOUNT, -pay), Leg(platform.supervision_account, pay)])
         store.execute(
             "INSERT INTO wechat_settlements(mchid, bill_date, app_id, orders, gross_fen, fees_fen, "
             "refunds_fen, net_fen, txn_id, settled_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (mchid, day, platform.app_id, int(orders["n"]), gross, fees, refunds, net, txn_id, now_us))
         record_event(store, now_us, "wechat.settled", app_id=platform.app_id, ref=day,
-                     detail={"mchid": mchid, "net": format_fen(net), "txn_id": txn_id})
+                     detail={"mchid": mchid, "net": format_fen(net), "carried_in": format_fen(carried_in),
+                             "paid": format_fen(max(pay, 0)), "carried_forward": format_fen(max(-pay, 0)),
+                             "txn_id": txn_id})
+
+    def _carried(self, mchid: str, before: str) -> int:
+        """The negative balance (fen, >= 0) carried into the settlement of day ``before``:
+        what the merchant's settlements so far were paid beyond their days' nets."""
+        row = self.bank.store.one(
+            "SELECT COALESCE(SUM(s.net_fen), 0) AS nets, COALESCE(SUM(p.amount_fen), 0) AS paid "
+            "FROM wechat_settlements s LEFT JOIN postings p ON p.txn_id = s.txn_id AND p.amount_fen > 0 "
+            "WHERE s.mchid = ? AND s.bill_date < ?", (mchid, before))
+        assert row is not None
+        return max(0, int(row["paid"]) - int(row["nets"]))
 
     def settlements(self) -> list[dict[str, Any]]:
+        """Every settlement in (date, merchant) order: the day's bill figures, the balance
+        carried in from earlier negative days, what was paid into the 98 account and the
+        balance carried forward (``net - carried_in = paid - carried_forward``)."""
         rows = self.bank.store.all(
-            "SELECT s.*, p.account_no AS supervision FROM wechat_settlements s LEFT JOIN postings p "
+            "SELECT s.*, p.account_no AS supervision, COALESCE(p.amount_fen, 0) AS paid_fen "
+            "FROM wechat_settlements s LEFT JOIN postings p "
             "ON p.txn_id = s.txn_id AND p.amount_fen > 0 ORDER BY s.bill_date, s.mchid")
-        return [{"mchid": r["mchid"], "bill_date": r["bill_date"], "app_id": r["app_id"],
-                 "orders": r["orders"], "gross": format_fen(r["gross_fen"]),
-                 "fees": format_fen(r["fees_fen"]), "refunds": format_fen(r["refunds_fen"]),
-                 "net": format_fen(r["net_fen"]), "posting_id": r["txn_id"],
-                 "account_no": r["supervision"], "settled_at": _rfc3339(r["settled_us"])}
-                for r in rows]
+        carried: dict[str, int] = {}
+        out = []
+        for r in rows:
+            carried_in = carried.get(r["mchid"], 0)
+            carried[r["mchid"]] = max(0, carried_in - r["net_fen"])
+            out.append({"mchid": r["mchid"], "bill_date": r["bill_date"], "app_id": r["app_id"],
+                        "orders": r["orders"], "gross": format_fen(r["gross_fen"]),
+                        "fees": format_fen(r["fees_fen"]), "refunds": format_fen(r["refunds_fen"]),
+                        "net": format_fen(r["net_fen"]), "carried_in": format_fen(carried_in),
+                        "paid": format_fen(r["paid_fen"]),
+                        "carried_forward": format_fen(carried[r["mchid"]]),
+                        "posting_id": r["txn_id"], "account_no": r["supervision"],
+                        "settled_at": _rfc3339(r["settled_us"])})
+        return out
 
 
 def rate_text_of(stored: str) -> str:

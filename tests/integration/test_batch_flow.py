@@ -546,12 +546,13 @@ def test_same_batch_number_again(server: BankServer, client: SignedClient, sftp:
     with pytest.raises(asyncssh.SFTPFailure, match="file exists"):
         sftp.write(f"{BATCHES}/{name}", data)
 
-    # The same batch number under another valid name: yesterday's date, or the DK prefix
-    # (DF and DK share one sequence of batch numbers per platform).
+    # The same batch number under another name: yesterday's date (refused for its date
+    # first, 4009: only the bank's current business date is taken), or the DK prefix (DF
+    # and DK share one sequence of batch numbers per platform).
     yesterday = date(2026, 1, 4)
     other_day, other_data = request_file("DF", 7, [rec("DUP-2", people[1], "10.00")], day=yesterday)
     sftp.upload_batch(other_day, other_data)
-    assert rejection_entry(server, other_day)["code"] == "4005"
+    assert rejection_entry(server, other_day)["code"] == "4009"
     dk_name, dk = request_file("DK", 7, [rec("DUP-3", people[1], "10.00")])
     sftp.upload_batch(dk_name, dk)
     check_rejection(server, sftp, dk_name, "4005", 1)
@@ -562,7 +563,7 @@ def test_same_batch_number_again(server: BankServer, client: SignedClient, sftp:
     assert sorted(sftp.returns()) == sorted([return_file_name(name),
                                              f"{other_day[:-4]}_REJ.txt", f"{dk_name[:-4]}_REJ.txt"])
     assert [d["code"] for d in read_return(sftp, name).details] == ["0000"]
-    check_rejection(server, sftp, other_day, "4005", 1)
+    check_rejection(server, sftp, other_day, "4009", 1)
 
 
 def _vm_hwm_kib(pid: int) -> int:

@@ -40,9 +40,9 @@ def test_posting_moves_both_legs_and_conserves_money(ledger: Ledger) -> None:
 
 def test_unbalanced_or_empty_legs_are_refused(ledger: Ledger) -> None:
     with pytest.raises(ValueError, match="unbalanced"):
-        ledger.post(kind="x", at_us=1, business_date=DAY, legs=[Leg("A", 5), Leg("B", -4)])
+        ledger.post(kind="deposit", at_us=1, business_date=DAY, legs=[Leg("A", 5), Leg("B", -4)])
     with pytest.raises(ValueError, match="move money"):
-        ledger.post(kind="x", at_us=1, business_date=DAY,
+        ledger.post(kind="deposit", at_us=1, business_date=DAY,
                     legs=[Leg("A", 0), Leg("B", 0)])
     assert ledger.store.scalar("SELECT COUNT(*) FROM txns") == 0
 
@@ -50,7 +50,7 @@ def test_unbalanced_or_empty_legs_are_refused(ledger: Ledger) -> None:
 def test_insufficient_balance_writes_nothing(ledger: Ledger) -> None:
     deposit(ledger, "A", 100)
     with pytest.raises(InsufficientBalance):
-        ledger.post(kind="t", at_us=1, business_date=DAY, legs=[Leg("A", -101), Leg("B", 101)])
+        ledger.post(kind="withholding", at_us=1, business_date=DAY, legs=[Leg("A", -101), Leg("B", 101)])
     assert (ledger.balance("A"), ledger.balance("B")) == (100, 0)
     assert ledger.store.scalar("SELECT COUNT(*) FROM txns") == 1
 
