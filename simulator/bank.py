@@ -31,7 +31,7 @@ from simulator.domain.invariants import Violation, check, take_snapshot
 from simulator.domain.ledger import CLEARING_ACCOUNT, Ledger, Leg
 from simulator.domain.refunds import Refunds
 from simulator.errors import AccountClosed, AmountInvalid, BankError
-from simulator.events import list_events, record_event, record_events
+from simulator.events import EventFilter, list_events, record_event, record_events
 from simulator.filedesk import FileDesk
 from simulator.outbox import Outbox
 from simulator.scheduler import Scheduler
@@ -228,10 +228,11 @@ class Bank:
         """A request on the timeline, written with the next flush (see ``flush``)."""
         self._request_log.append((self.clock.now_us(), kind, app_id, ref, detail))
 
-    def events(self, *, since_id: int = 0, kind: str | None = None,
-               limit: int = 500) -> list[dict[str, Any]]:
+    def events(self, *, since_id: int = 0, kind: str | None = None, limit: int = 500,
+               where: EventFilter | None = None, newest: bool = False) -> list[dict[str, Any]]:
         self._write_request_log()
-        return list_events(self.store, since_id=since_id, kind=kind, limit=limit)
+        return list_events(self.store, since_id=since_id, kind=kind, limit=limit, where=where,
+                           newest=newest)
 
     # -- bank API operations ----------------------------------------------------------
 
