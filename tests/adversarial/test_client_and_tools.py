@@ -73,7 +73,8 @@ def ctx(bank: Bank, tmp_path: Path) -> Iterator[Context]:
     context.close()
 
 
-def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(*args: str, env: dict[str, str] | None = None,
+        cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(args), capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
                           env=env, cwd=cwd, check=False)
 
@@ -321,7 +322,8 @@ def test_the_domain_guide_is_in_the_repository_and_cited_there() -> None:
     outside = re.compile(r"DOMAIN\.md|/work/shared|/work/main")
     this_file = Path(__file__).resolve()
     cited = [f"{p.relative_to(ROOT)}:{n}" for p in _tracked_text_files() if p.resolve() != this_file
-             for n, line in enumerate(p.read_text("utf-8", "replace").splitlines(), 1) if outside.search(line)]
+             for n, line in enumerate(p.read_text("utf-8", "replace").splitlines(), 1)
+             if outside.search(line)]
     assert cited == []
     text = guide.read_text("utf-8")
     assert "withholding agreement" in text and "withholding_agreement" in text
