@@ -371,12 +371,8 @@ def _mark_used(request: pytest.FixtureRequest) -> None:
 
 
 def _last_event_id(control: ControlClient) -> int:
-    last = 0
-    while True:  # bounded by the timeline's length, 10 000 events a page
-        page = control.events(since_id=last, limit=10_000)
-        if not page:
-            return last
-        last = int(page[-1]["id"])
+    newest = control.events(newest=True, limit=1)
+    return int(newest[-1]["id"]) if newest else 0
 
 
 @pytest.hookimpl(wrapper=True)
