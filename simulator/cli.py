@@ -232,7 +232,7 @@ def quiet_broken_pipe() -> int:
 
     The standard recipe: later writes (and the flush at exit) go to /dev/null instead of
     raising again, and the exit status is 141 (128 + SIGPIPE), what a shell reports for a
-    tool stopped by a closed pipe (README, "Command line").
+    tool stopped by a closed pipe (as the README says, after its curl examples).
     """
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
