@@ -6,7 +6,8 @@ from features.catalogue import STEPS_MD, collect, render
 
 
 def test_steps_md_is_current() -> None:
-    assert STEPS_MD.read_text("utf-8") == render(), (
+    current = STEPS_MD.read_text("utf-8")
+    assert current == render(current), (
         "features/STEPS.md is stale: regenerate it with `.venv/bin/python -m features.catalogue`")
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -28,7 +29,7 @@ from contracts.money import AmountFormatError, parse_yuan
 from platform_client import checks, onboarding, payouts, reconciliation, report, spending, topups
 from platform_client.config import load_config
 from platform_client.context import Context
-from platform_client.errors import PlatformError
+from platform_client.errors import ConfigError, PlatformError
 from platform_client.notify import NotifyServer
 
 
@@ -58,8 +59,18 @@ def _open(ctx: Context, a: argparse.Namespace) -> Any:
     return {"user_id": a.user, "account_no": account_no, "images_uploaded": bool(a.images)}
 
 
+def _read_file(path: str | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+
+
 def _upload_images(ctx: Context, a: argparse.Namespace) -> Any:
-    onboarding.upload_images(ctx, a.user)
+    onboarding.upload_images(ctx, a.user, _read_file(a.front), _read_file(a.back))
     return {"uploaded": a.user}
 
 
@@ -120,9 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--user", required=True)
     o.add_argument("--serial", help="request serial (default OPEN-<user>)")
     o.add_argument("--images", action="store_true", help="also upload the ID-card images")
-    for name, helptext in (("upload-images", "upload the user's ID-card images"),
-                           ("account", "query the user's account (image review, balance)")):
-        sub.add_parser(name, help=helptext).add_argument("--user", required=True)
+    ui = sub.add_parser("upload-images", help="upload the user's ID-card images")
+    ui.add_argument("--user", required=True)
+    ui.add_argument("--front", help="image file of the portrait side (default: a generated PNG)")
+    ui.add_argument("--back", help="image file of the national emblem side (default: a generated PNG)")
+    sub.add_parser("account", help="query the user's account (image review, balance)").add_argument(
+        "--user", required=True)
     t = sub.add_parser("topup", help="create a WeChat top-up order")
     t.add_argument("--user", required=True)
     t.add_argument("--order", required=True, help="out_trade_no")
@@ -165,6 +179,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (`platform-client report ... | head`): later writes and the
+        # flush at exit go to /dev/null, and the status is 141 (128 + SIGPIPE) as a shell
+        # reports for a tool stopped by a closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["demo"]:
         from platform_client import demo

@@ -100,8 +100,28 @@ def upload_images(ctx: Context, user_id: str, front: bytes | None = None, back: 
                 break
         else:
             raise StepRefused(f"user {user_id}: {MAX_IMAGE_ATTEMPTS} image attempts used up")
-        sftp.upload(IMAGES_DIR, names[0], front)
-        sftp.upload(IMAGES_DIR, names[1], back)
+        for side, name, data in zip(("front", "back"), names, (front, back), strict=True):
+            sftp.upload(IMAGES_DIR, name, data)
+            _check_image_taken(ctx, user_id, account_no, side, name)
+
+
+def _check_image_taken(ctx: Context, user_id: str, account_no: str, side: str, name: str) -> None:
+    """Raise with the bank's own reason when it refused the image just sent.
+
+    The bank checks an image when it arrives (name, size, real JPEG/PNG signature) and, when
+    it refuses it, marks the account's images REJECTED with its reason; an accepted image
+    leaves them IN_REVIEW (or APPROVED). SFTP itself cannot say so, hence the account query
+    after each side: without it the refusal is overwritten when the other side arrives and
+    the review can only say "image missing".
+    """
+    account = ctx.bank.query_account(account_no)
+    if account["image_status"] != "REJECTED":
+        return
+    reason = account.get("image_reason") or "no reason given"
+    with ctx.store.transaction():
+        ctx.store.execute("UPDATE users SET account_status = ?, image_status = ?, image_reason = ? "
+                          "WHERE user_id = ?", (account["status"], "REJECTED", reason, user_id))
+    raise StepRefused(f"user {user_id}: the bank refused the {side} image {name}: {reason}")
 
 
 MAX_IMAGE_ATTEMPTS = 99

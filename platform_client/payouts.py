@@ -30,6 +30,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from contracts.codes import CODES
+from contracts.money import format_fen, parse_yuan
 from platform_client import wallet
 from platform_client.batches import OutRecord, build_request, record_serial, resend_memo
 from platform_client.context import Context
@@ -151,18 +152,26 @@ def disburse(ctx: Context, bill_date: str) -> int | None:
 
 
 def df_done(ctx: Context, day: str) -> tuple[bool, str]:
-    """Whether the top-ups of ``day`` have been disbursed and their batches answered."""
+    """Whether the top-ups of ``day`` have been disbursed and their batches answered.
+
+    Until ``day`` is reconciled its top-ups are not known (the bill, not the notifications,
+    says which orders were paid), so an unreconciled or failed day is never done, even one
+    without a single notification: a dropped order of that day may still be in transit.
+    """
     run = ctx.store.one("SELECT state, approved_by FROM recon_runs WHERE bill_date = ?", (day,))
-    if run is not None and run["state"] == "DONE":
-        if run["approved_by"] is None:
-            return False, f"reconciliation of {day} awaits approval"
-        undisbursed = ctx.store.scalar(
-            "SELECT count(*) FROM recon_items i JOIN orders o ON o.out_trade_no = i.out_trade_no "
-            "JOIN users u ON u.user_id = o.user_id WHERE i.bill_date = ? AND i.status IN ('OK', 'RESOLVED') "
-            "AND u.account_no IS NOT NULL AND NOT EXISTS (SELECT 1 FROM batch_records r WHERE "
-            "r.kind = 'DF' AND r.source_ref = o.out_trade_no)", (day,))
-        if undisbursed:
-            return False, f"{undisbursed} top-up(s) of {day} not yet disbursed"
+    if run is None:
+        return False, f"{day} has not been reconciled: run reconcile, approve and disburse first"
+    if run["state"] != "DONE":
+        return False, f"reconciliation of {day} is {run['state']}: run reconcile again"
+    if run["approved_by"] is None:
+        return False, f"reconciliation of {day} awaits approval"
+    undisbursed = ctx.store.scalar(
+        "SELECT count(*) FROM recon_items i JOIN orders o ON o.out_trade_no = i.out_trade_no "
+        "JOIN users u ON u.user_id = o.user_id WHERE i.bill_date = ? AND i.status IN ('OK', 'RESOLVED') "
+        "AND u.account_no IS NOT NULL AND NOT EXISTS (SELECT 1 FROM batch_records r WHERE "
+        "r.kind = 'DF' AND r.source_ref = o.out_trade_no)", (day,))
+    if undisbursed:
+        return False, f"{undisbursed} top-up(s) of {day} not yet disbursed"
     open_batches = ctx.store.all("SELECT batch_no, state FROM batches WHERE kind = 'DF' AND for_date = ? "
                                  "AND state IN ('BUILT', 'SENT')", (day,))
     if open_batches:
@@ -341,7 +350,7 @@ def _cause_fixed(ctx: Context, record: Any, account_no: str, name: str) -> str |
     if record["state"] == "REJECTED" or code == "3028" or code not in ACCOUNT_CODES:
         return None  # file-level problems, busy, or nothing the account view can tell
     if code == "3008" and record["kind"] == "DF":
-        return None  # the 98 account's funding is the platform's own, not visible per record
+        return None  # the 98 account's funding: checked for the whole re-submission (_DfFunding)
     try:
         acc = ctx.bank.query_account(account_no)
     except BankApiError as exc:
@@ -368,6 +377,48 @@ def _cause_fixed(ctx: Context, record: Any, account_no: str, name: str) -> str |
     return None
 
 
+class _DfFunding:
+    """What the 98 account can still pay for re-sent DF records, asked once per re-submission.
+
+    The bank's balance of the 98 account less the DF records already at the bank and not yet
+    answered (they will be paid from it first). A record is re-sent only while this covers it,
+    so a 3008 failure is not re-sent until the 98 account has been funded; when the balance
+    cannot be read, 3008 failures are held (other DF causes go: the 98 account was enough).
+    """
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.left: int | None = None
+        self.error: str | None = None
+        self._asked = False
+
+    def _ask(self) -> None:
+        self._asked = True
+        account = self.ctx.config.supervision_account
+        try:
+            balance = parse_yuan(self.ctx.bank.query_account(account)["balance"])
+        except (BankApiError, BankUnavailable) as exc:
+            self.error = f"the 98 account {account} could not be checked: {exc}"
+            return
+        in_flight = int(self.ctx.store.scalar(
+            "SELECT coalesce(sum(r.amount), 0) FROM batch_records r "
+            "JOIN batches b ON b.batch_no = r.batch_no "
+            "WHERE r.kind = 'DF' AND r.state = 'WAITING' AND b.state IN ('BUILT', 'SENT')") or 0)
+        self.left = balance - in_flight
+
+    def take(self, record: Any) -> str | None:
+        """None when the 98 account covers ``record`` (and reserve it); otherwise why not."""
+        if not self._asked:
+            self._ask()
+        if self.left is None:
+            return self.error if record["code"] == "3008" else None
+        if record["amount"] > self.left:
+            return (f"the 98 account covers {format_fen(max(self.left, 0))} of what is due, "
+                    f"this record needs {format_fen(record['amount'])}: fund it first")
+        self.left -= record["amount"]
+        return None
+
+
 @dataclass
 class ResubmitResult:
     batches: list[int] = field(default_factory=list)
@@ -383,11 +434,14 @@ def resubmit(ctx: Context, kind: str | None = None, serials: list[str] | None = 
         "coalesce(s.original_id, s.record_id) = coalesce(r.original_id, r.record_id)) "
         "ORDER BY r.kind, r.record_id")
     ready: dict[str, list[tuple[Any, Candidate, str]]] = {}
+    funding = _DfFunding(ctx)
     for record in failed:
         if (kind and record["kind"] != kind) or (serials and record["serial"] not in serials):
             continue
         user = _user_account(ctx, record["user_id"])
         why = _cause_fixed(ctx, record, user["account_no"], user["name"])
+        if why is None and record["kind"] == "DF":
+            why = funding.take(record)
         if why is not None:
             result.held[record["serial"]] = f"{record['code']} {why}"
             continue

@@ -17,6 +17,7 @@ import json
 import shutil
 import tempfile
 import time as _time
+import weakref
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -31,7 +32,7 @@ from simulator.domain.invariants import Violation, check, take_snapshot
 from simulator.domain.ledger import CLEARING_ACCOUNT, Ledger, Leg
 from simulator.domain.refunds import Refunds
 from simulator.errors import AccountClosed, AmountInvalid, BankError
-from simulator.events import list_events, record_event, record_events
+from simulator.events import EventFilter, list_events, record_event, record_events
 from simulator.filedesk import FileDesk
 from simulator.outbox import Outbox
 from simulator.scheduler import Scheduler
@@ -77,6 +78,13 @@ class Bank:
         # Request events wait here for the next flush, which writes them in one statement;
         # the server flushes before it answers, so none is lost for an answered request.
         self._request_log: list[tuple[int, str, str | None, str | None, dict[str, Any]]] = []
+        # A bank whose state is in memory keeps its platforms' SFTP trees in one temp dir,
+        # removed by close()/destroy(), or when the bank is collected or the process exits:
+        # unit tests that never close a bank must not leave directories behind.
+        self._memory_files: Path | None = None
+        if state_dir is None:
+            self._memory_files = Path(tempfile.mkdtemp(prefix="banksim-files-"))
+            self._remove_memory_files = weakref.finalize(self, shutil.rmtree, self._memory_files, True)
         self._open(profile, prefer_stored_profile)
 
     # -- lifecycle ------------------------------------------------------------------
@@ -98,12 +106,14 @@ class Bank:
         self.accounts = Accounts(self.store, self.ledger)
         self.refunds = Refunds(self.store, self.ledger, self.accounts)
         self.idempotency = Idempotency(self.store)
-        # Platforms' SFTP trees: under the state directory, or a temp dir for a bank whose
-        # state is in memory (removed by destroy()).
+        # Platforms' SFTP trees: under the state directory, or the temp dir of a bank whose
+        # state is in memory (see __init__).
         if self.state_dir is not None:
             self.files_root = self.state_dir / "sftp"
         else:
-            self.files_root = Path(tempfile.mkdtemp(prefix="banksim-files-"))
+            assert self._memory_files is not None
+            self.files_root = self._memory_files
+            self.files_root.mkdir(exist_ok=True)  # reset() emptied it
         self.outbox = Outbox(self.files_root)
         self.files = FileDesk(self)
         # The fake WeChat Pay channel: its tables, jobs (notifications, T+1 settlement).
@@ -178,6 +188,8 @@ class Bank:
     def close(self) -> None:
         self._write_request_log()
         self.store.close()
+        if self._memory_files is not None:
+            self._remove_memory_files()  # the state went with the in-memory store
 
     def destroy(self) -> None:
         """Close and delete the state directory (ephemeral servers)."""
@@ -228,10 +240,11 @@ class Bank:
         """A request on the timeline, written with the next flush (see ``flush``)."""
         self._request_log.append((self.clock.now_us(), kind, app_id, ref, detail))
 
-    def events(self, *, since_id: int = 0, kind: str | None = None,
-               limit: int = 500) -> list[dict[str, Any]]:
+    def events(self, *, since_id: int = 0, kind: str | None = None, limit: int = 500,
+               where: EventFilter | None = None, newest: bool = False) -> list[dict[str, Any]]:
         self._write_request_log()
-        return list_events(self.store, since_id=since_id, kind=kind, limit=limit)
+        return list_events(self.store, since_id=since_id, kind=kind, limit=limit, where=where,
+                           newest=newest)
 
     # -- bank API operations ----------------------------------------------------------
 

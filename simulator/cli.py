@@ -5,7 +5,7 @@
     banksim clock show | advance DURATION | advance --to TIME | next-day [--at HH:MM] | mode M
     banksim accounts [--kind CLASS_III]
     banksim invariants
-    banksim events [--kind K] [--since ID]
+    banksim events [--kind K] [--account A] [--serial S] [--batch N] [--order O] [--since ID] [--limit N]
     banksim profile show | default
 
 Client commands find the server with --url or $BANKSIM_URL (default
@@ -47,6 +47,10 @@ def _serve(args: argparse.Namespace) -> int:
     except (StartupError, ProfileError) as exc:
         print(f"banksim: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # an unreadable --profile file, a port already taken, ...
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"banksim: cannot start:{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         pass
     return 0
@@ -63,15 +67,28 @@ class Control:
                                    timeout=60)
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        return self._request(method, path, body, None)[0]
+
+    def call_with_header(self, method: str, path: str, params: dict[str, Any],
+                         header: str) -> tuple[Any, int]:
+        """The answer and an integer header of it (0 when absent)."""
+        data, response = self._request(method, path, None, params)
+        return data, int(response.headers.get(header, "0") or 0)
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None,
+                 params: dict[str, Any] | None) -> tuple[Any, httpx.Response]:
         try:
-            response = self.client.request(method, path, json=body)
+            response = self.client.request(method, path, json=body, params=params)
+            data = response.json()
         except self._errors as exc:
             raise SystemExit(f"banksim: cannot reach the server: {exc}") from None
-        data = response.json()
+        except ValueError:
+            raise SystemExit(f"banksim: {self.client.base_url} did not answer as banksim "
+                             f"(HTTP {response.status_code}, not JSON)") from None
         if response.status_code >= 400:
             raise SystemExit(f"banksim: {data.get('code')} {data.get('message')}: "
                              f"{data.get('detail', '')}")
-        return data
+        return data, response
 
 
 def _print(data: Any) -> None:
@@ -115,11 +132,25 @@ def _invariants(args: argparse.Namespace, control: Control) -> int:
 
 
 def _events(args: argparse.Namespace, control: Control) -> int:
-    query = f"/events?since_id={args.since}&limit={args.limit}" + (f"&kind={args.kind}" if args.kind else "")
-    for e in control.call("GET", query):
+    # The newest events unless --since asks to read forward from an id; either way a line on
+    # stderr says how many matching events were left out, so nothing is cut silently.
+    params: dict[str, Any] = {"since_id": args.since or 0, "limit": args.limit,
+                              "newest": "false" if args.since else "true"}
+    for key in ("kind", "account", "serial", "batch", "order"):
+        if getattr(args, key) is not None:
+            params[key] = getattr(args, key)
+    events, more = control.call_with_header("GET", "/events", params, "X-Events-More")
+    if more and not args.since:
+        print(f"banksim: {more} older event(s) not shown (--limit N shows more; --since ID reads "
+              "forward from an id)", file=sys.stderr)
+    for e in events:
         at = from_us(e["at_us"]).strftime("%Y-%m-%d %H:%M:%S")
         print(f"{e['id']:>6} {at} {e['kind']:<20} {e['app_id'] or '-':<16} "
               f"{e['ref'] or '-':<22} {json.dumps(e['detail'], ensure_ascii=False)}")
+    if more and args.since:
+        last = events[-1]["id"] if events else args.since
+        print(f"banksim: {more} later event(s) not shown (--since {last} for the next page)",
+              file=sys.stderr)
     return 0
 
 
@@ -172,9 +203,14 @@ def parser() -> argparse.ArgumentParser:
     c = client("invariants", "check the ledger invariants (exit 1 on a violation)")
     c.set_defaults(client_handler=_invariants)
 
-    c = client("events", "print the event timeline")
+    c = client("events", "print the event timeline (the newest --limit events, oldest first)")
     c.add_argument("--kind", help="exact kind, or a prefix ending in '.' (account.)")
-    c.add_argument("--since", type=int, default=0)
+    c.add_argument("--account", help="events of this account number")
+    c.add_argument("--serial", help="events of this request or record serial")
+    c.add_argument("--batch", type=int, help="events of this batch number and its files")
+    c.add_argument("--order", help="events of this WeChat order (out_trade_no)")
+    c.add_argument("--since", type=int, default=0,
+                   help="read forward from the event after this id instead of the newest")
     c.add_argument("--limit", type=int, default=200)
     c.set_defaults(client_handler=_events)
 
@@ -185,6 +221,25 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        return quiet_broken_pipe()
+
+
+def quiet_broken_pipe() -> int:
+    """The reader of our output went away (``banksim events | head``): stop quietly.
+
+    The standard recipe: later writes (and the flush at exit) go to /dev/null instead of
+    raising again, and the exit status is 141 (128 + SIGPIPE), what a shell reports for a
+    tool stopped by a closed pipe (as the README says, after its curl examples).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
+
+
+def _main(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     if hasattr(args, "handler"):
         return int(args.handler(args))

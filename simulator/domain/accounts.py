@@ -153,6 +153,7 @@ class Accounts:
             "bound_card_number": mask_card(clean.bound_card_number),
             "bound_card_kind": clean.bound_card_kind, "opened_at": self._iso(now_us),
             "closed_at": None, "image_status": image_status, "image_reason": None,
+            "withholding_agreement": True,  # the column's default: opened with an agreement
         }
 
     def _next_sequence(self) -> int:
@@ -217,6 +218,7 @@ class Accounts:
             "closed_at": from_us(row["closed_us"]).isoformat() if row["closed_us"] else None,
             "image_status": row["image_status"],
             "image_reason": row["image_reason"],
+            "withholding_agreement": bool(row["withholding_agreement"]),
         }
 
     def limits(self, account_no: str, policy: BankPolicy, business_date: date) -> dict[str, Any]:

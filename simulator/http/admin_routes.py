@@ -29,6 +29,7 @@ from simulator.errors import (
     MalformedRequest,
     NotFound,
 )
+from simulator.events import EventFilter, count_events
 from simulator.http.asgi import replaying
 from simulator.http.responses import (
     bank_error_handler,
@@ -256,10 +257,17 @@ def build_admin_app(bank: Bank, token: str | None, dispatcher: Dispatcher | None
         violations = bank.invariants()
         return {"ok": not violations, "violations": [v.as_dict() for v in violations]}
 
-    @admin.get("/events")
-    async def events(since_id: int = 0, kind: str | None = None,
+    @admin.get("/events", summary="The timeline; X-Events-More: matching events not in this page")
+    async def events(response: Response, since_id: int = 0, kind: str | None = None,
+                     account: str | None = None, serial: str | None = None,
+                     batch: Annotated[int | None, Query(ge=0)] = None, order: str | None = None,
+                     newest: bool = False,
                      limit: Annotated[int, Query(ge=1, le=10_000)] = 500) -> list[dict[str, Any]]:
-        return bank.events(since_id=since_id, kind=kind, limit=limit)
+        where = EventFilter(since_id=since_id, kind=kind, account=account, serial=serial,
+                            batch=batch, order=order)
+        rows = bank.events(where=where, limit=limit, newest=newest)
+        response.headers["X-Events-More"] = str(count_events(bank.store, where) - len(rows))
+        return rows
 
     @admin.get("/memory", summary="Process memory: RSS, SQLite's heap and cache cap, Python objects")
     async def memory() -> dict[str, Any]:

@@ -70,6 +70,7 @@ class Account(BaseModel):
     closed_at: str | None
     image_status: Literal["NONE", "IN_REVIEW", "APPROVED", "REJECTED", "WAIVED"]
     image_reason: str | None
+    withholding_agreement: bool
 
 
 class AccountWithLimits(Account):

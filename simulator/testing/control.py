@@ -202,6 +202,17 @@ class ControlClient:
         """``{"ok": bool, "violations": [...]}``: money conserved, balances, caps, limits."""
         return self._json("GET", "/invariants")
 
-    def events(self, *, since_id: int = 0, kind: str | None = None, limit: int = 500) -> list[Json]:
-        """The timeline after ``since_id``; ``kind`` exact or a prefix ending in ``.``."""
-        return self._list("GET", "/events", params={"since_id": since_id, "kind": kind, "limit": limit})
+    def events(self, *, since_id: int = 0, kind: str | None = None, limit: int = 500,
+               account: str | None = None, serial: str | None = None, batch: int | None = None,
+               order: str | None = None, newest: bool = False) -> list[Json]:
+        """The timeline after ``since_id``, oldest first (``newest``: the latest ``limit``).
+
+        ``kind`` exact or a prefix ending in ``.``; ``account``, ``serial``, ``batch`` and
+        ``order`` keep the events of that account, serial, batch number or WeChat order.
+        """
+        given = {"since_id": since_id, "kind": kind, "limit": limit, "account": account,
+                 "serial": serial, "batch": batch, "order": order}
+        params: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+        if newest:
+            params["newest"] = "true"
+        return self._list("GET", "/events", params=params)

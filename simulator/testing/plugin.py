@@ -21,7 +21,9 @@ Fixtures:
 * ``banksim`` (session): the :class:`~simulator.testing.handle.SimulatorHandle`;
 * ``banksim_control`` (session): a :class:`~simulator.testing.control.ControlClient`;
 * ``banksim_reset`` (function): puts the session's profile back and resets the bank, so
-  tests run in any order; returns the control client;
+  tests run in any order; returns the control client. Every test that uses the simulator
+  gets it automatically (a fresh bank per test); ``@pytest.mark.banksim_shared`` on a test
+  or module keeps the state the previous test left instead;
 * ``bank_api`` (function): a signed :class:`~simulator.testing.bank_api.BankApiClient`;
 * ``banksim_sftp`` (function): an :class:`~simulator.testing.bank_api.SftpSession`;
 * ``platform_client`` (function): a :class:`platform_client.context.Context` bound to a
@@ -37,7 +39,7 @@ started, and the files exchanged (names and first lines).
 
 Example::
 
-    def test_refund(banksim_reset, bank_api, banksim_control):
+    def test_refund(bank_api, banksim_control):       # a fresh bank: reset before the test
         banksim_control.patch_profile({"bank": {"open_active": True}})
         answer = bank_api.open_account("OPEN-1", identity)
         ...
@@ -122,8 +124,14 @@ def _mode(config: pytest.Config) -> str:
     return mode
 
 
+SHARED_MARKER = "banksim_shared"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     _mode(config)  # contradictory --banksim options stop the run at once, not in a fixture
+    config.addinivalue_line(
+        "markers", f"{SHARED_MARKER}: the test continues from the bank state the previous test "
+        "left (no automatic reset of the banksim simulator)")
 
 
 def _profile_file(config: pytest.Config) -> Path | None:
@@ -244,6 +252,19 @@ def banksim_reset(banksim_control: ControlClient, pytestconfig: pytest.Config,
     return banksim_control
 
 
+@pytest.fixture(autouse=True)
+def _banksim_fresh_bank(request: pytest.FixtureRequest) -> None:
+    """Every test that uses the simulator starts on a fresh bank (``banksim_reset``).
+
+    Isolation is the default because two tests that share a bank depend on each other's
+    order; a reset costs two control calls. ``@pytest.mark.banksim_shared`` opts a test
+    (or a module, with ``pytestmark``) out: it sees what the test before it left.
+    """
+    if USES_SIMULATOR not in request.fixturenames or request.node.get_closest_marker(SHARED_MARKER):
+        return
+    request.getfixturevalue("banksim_reset")
+
+
 @pytest.fixture
 def bank_api(banksim: SimulatorHandle, request: pytest.FixtureRequest) -> Iterator[BankApiClient]:
     """The bank API, signed as the handle's platform."""
@@ -350,12 +371,8 @@ def _mark_used(request: pytest.FixtureRequest) -> None:
 
 
 def _last_event_id(control: ControlClient) -> int:
-    last = 0
-    while True:  # bounded by the timeline's length, 10 000 events a page
-        page = control.events(since_id=last, limit=10_000)
-        if not page:
-            return last
-        last = int(page[-1]["id"])
+    newest = control.events(newest=True, limit=1)
+    return int(newest[-1]["id"]) if newest else 0
 
 
 @pytest.hookimpl(wrapper=True)

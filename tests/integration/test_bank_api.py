@@ -131,7 +131,7 @@ def test_open_account_answers_pending_images_with_a_valid_account_number(
         "status": "PENDING_IMAGES", "frozen": False, "balance": "0.00",
         "bound_card_number": card[:6] + "*" * (len(card) - 10) + card[-4:],
         "bound_card_kind": "DEBIT_I", "opened_at": START.isoformat(), "closed_at": None,
-        "image_status": "NONE", "image_reason": None,
+        "image_status": "NONE", "image_reason": None, "withholding_agreement": True,
     }
 
 

@@ -14,7 +14,7 @@ from contracts.codec import encode_file, load_layout
 from platform_client.clock import CST, FixedClock
 from platform_client.config import ClientConfig
 from platform_client.context import Context
-from platform_client.errors import SftpUnavailable, StepRefused
+from platform_client.errors import BankApiError, SftpUnavailable, StepRefused
 from platform_client.onboarding import register_user
 from platform_client.payouts import (
     check_deadlines,
@@ -28,6 +28,7 @@ from tests.platform_client.bank import identity
 from tests.platform_client.scenario import paid_and_reconciled, records
 
 DAY = "2026-01-04"
+SUPERVISION = "98010078801000001"
 
 
 class FakeSftp:
@@ -82,6 +83,7 @@ def setup(tmp_path: Path) -> tuple[Context, FakeSftp, FakeBank, FixedClock]:
                                      "image_status": "APPROVED", "balance": "0.00",
                                      "limits": {"balance_cap": "2000.00",
                                                 "daily_outflow_remaining": "2000.00"}}
+    bank.accounts[SUPERVISION] = {"status": "ACTIVE", "frozen": False, "balance": "100000.00"}
     return ctx, sftp, bank, clock
 
 
@@ -187,3 +189,37 @@ def test_sftp_down_during_polling_changes_nothing_and_the_next_poll_applies_the_
     assert poll_returns(ctx).files_applied == ["DF_DEMO01_20260105_1_RET.txt"]
     assert [r["state"] for r in records(ctx, 1)] == ["SUCCESS", "SUCCESS"]
     assert poll_returns(ctx).files_applied == []  # applied once
+
+
+def test_a_3008_disbursement_goes_again_only_as_far_as_the_98_account_covers_it(setup: Setup) -> None:
+    ctx, _, bank, _ = setup
+    paid_and_reconciled(ctx, DAY, [("a", "T-A", 1000), ("b", "T-B", 2000), ("c", "T-C", 3000)])
+    assert disburse(ctx, DAY) == 1
+    a, b, c = records(ctx, 1)
+    for record in (a, b, c):
+        fail(ctx, record["serial"], "3008")
+    bank.accounts[SUPERVISION]["balance"] = "35.00"  # a and b, not c as well
+
+    out = resubmit(ctx)
+    assert out.batches == [2] and [r["amount"] for r in records(ctx, 2)] == [1000, 2000]
+    assert list(out.held) == [c["serial"]] and "fund it first" in out.held[c["serial"]]
+    # a and b are at the bank, unanswered: they are paid from the 35.00 before c could be.
+    bank.accounts[SUPERVISION]["balance"] = "55.00"
+    assert resubmit(ctx).batches == []
+    bank.accounts[SUPERVISION]["balance"] = "60.00"
+    assert resubmit(ctx).batches == [3]
+
+
+def test_a_3008_disbursement_is_held_while_the_98_account_cannot_be_read(setup: Setup) -> None:
+    ctx, _, bank, _ = setup
+    paid_and_reconciled(ctx, DAY, [("a", "T-A", 1000)])
+    assert disburse(ctx, DAY) == 1
+    [a] = records(ctx, 1)
+    fail(ctx, a["serial"], "3008")
+
+    def unreadable(account_no: str) -> dict[str, Any]:
+        raise BankApiError("3009", f"no account {account_no}", 404)
+
+    bank.query_account = unreadable  # type: ignore[method-assign]
+    out = resubmit(ctx)
+    assert out.batches == [] and "could not be checked" in out.held[a["serial"]]
