@@ -48,7 +48,7 @@ class FileDesk:
     def __init__(self, bank: Bank) -> None:
         self.bank = bank
         s = bank.scheduler
-        s.register("batch.process", self._process)
+        s.register_sliced("batch.process", self._process)
         s.register("batch.return", self._return)
         s.register("image.review", self._review)
         s.register("statement.daily", self._statements)
@@ -148,15 +148,19 @@ class FileDesk:
 
     # -- jobs ---------------------------------------------------------------------------
 
-    def _process(self, job: Job) -> None:
+    def _process(self, job: Job, deadline: float | None) -> bool:
+        """Process the batch a slice at a time (see the scheduler's sliced jobs); True when
+        done. Once the last record is decided: its file fault, and the return job."""
         bank = self.bank
         app_id, batch_no = job.payload["app_id"], job.payload["batch_no"]
         summary = process_batch(bank.store, app_id=app_id, batch_no=batch_no,
                                 settings=bank.profile.batches, policy=bank.profile.bank,
                                 seed=bank.profile.seed, now_us=bank.clock.now_us(),
-                                business_date=bank.clock.business_date())
+                                business_date=bank.clock.business_date(), deadline=deadline)
         if summary is None:
-            return
+            return True
+        if not summary.done:
+            return False
         kind = bank.store.scalar("SELECT kind FROM batches WHERE app_id = ? AND batch_no = ?",
                                  (app_id, batch_no))
         fault = decide_file_fault(bank.profile.batches, bank.profile.seed, app_id, str(kind), batch_no)
@@ -170,13 +174,14 @@ class FileDesk:
                                            "failed": summary.fail_count, "by_code": summary.by_code,
                                            "file_fault": fault_name})
         if action is not None and action.never:
-            return
+            return True
         delay = parse_duration(bank.profile.batches.return_delay)
         if action is not None and action.late:
             delay += parse_duration(action.late)
         bank.scheduler.schedule("batch.return", bank.clock.now() + delay,
                                 {"app_id": app_id, "batch_no": batch_no},
                                 dedupe_key=f"return:{app_id}:{batch_no}")
+        return True
 
     def _return(self, job: Job) -> None:
         bank = self.bank
