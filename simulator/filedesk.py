@@ -33,7 +33,7 @@ from simulator.domain import images
 from simulator.domain.batchrecords import adopt_legacy, manifest_records
 from simulator.domain.intake import accept_file
 from simulator.domain.outcomes import decide_file_fault
-from simulator.domain.processing import process_batch
+from simulator.domain.processing import batch_progress, process_batch
 from simulator.errors import BankError, FileRejected, FileStructure, NotFound
 from simulator.events import record_event
 from simulator.scheduler import Job
@@ -296,10 +296,16 @@ class FileDesk:
         return [self._batch_view(dict(r)) for r in self.bank.store.all(sql, (app_id,) if app_id else ())]
 
     def _batch_view(self, b: dict[str, Any]) -> dict[str, Any]:
+        # PROCESSING: some slices of the batch have committed, not all (the job is running).
+        state, decided = b["state"], b["record_count"]
+        if state == "ACCEPTED":
+            decided = batch_progress(self.bank.store, b["app_id"], b["batch_no"])
+            state = "ACCEPTED" if decided is None else "PROCESSING"
         return {
             "app_id": b["app_id"], "batch_no": b["batch_no"], "kind": b["kind"],
-            "file_name": b["file_name"], "business_date": b["business_date"], "state": b["state"],
-            "record_count": b["record_count"], "total": format_fen(b["total_fen"]),
+            "file_name": b["file_name"], "business_date": b["business_date"], "state": state,
+            "record_count": b["record_count"], "processed_records": decided or 0,
+            "total": format_fen(b["total_fen"]),
             "success_count": b["success_count"], "success_amount": format_fen(b["success_fen"]),
             "received_at": from_us(b["received_us"]).isoformat(),
             "processed_at": from_us(b["processed_us"]).isoformat() if b["processed_us"] else None,

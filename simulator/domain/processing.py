@@ -129,7 +129,7 @@ class _Progress:
         store.set_kv(self.key(app_id, batch_no), json.dumps(asdict(self), ensure_ascii=False))
 
 
-def in_progress(store: Store, app_id: str, batch_no: str) -> int | None:
+def batch_progress(store: Store, app_id: str, batch_no: str) -> int | None:
     """Records of an ACCEPTED batch already decided (committed slices), None if none began."""
     progress = _Progress.load(store, app_id, batch_no)
     return None if progress is None else progress.summary.success_count + progress.summary.fail_count
