@@ -44,7 +44,8 @@ from datetime import date
 from functools import partial
 from itertools import compress, repeat
 from operator import is_, itemgetter, methodcaller
-from typing import Any
+from typing import Any, ClassVar
+from weakref import WeakKeyDictionary
 
 from contracts.codec import FileFormatError, load_layout
 from contracts.codes import CODES
@@ -268,11 +269,19 @@ def process_batch(store: Store, *, app_id: str, batch_no: str, settings: BatchSe
     now_us, business_date = progress.at_us, date.fromisoformat(progress.day)
     kind = batch["kind"]
     ledger = Ledger(store)
-    accounts = _Accounts(store, business_date)
     own_no = batch["account_no"]
-    own = accounts.get(own_no)
-    assert own is not None, "intake checked the batch's own account"
-    judge = _Judge(accounts, own, app_id, kind, policy)
+    # The accounts as the previous slice left them, unless anything else changed an account
+    # or an outflow counter since (then read afresh).
+    carried = _Carry.take(store, app_id, batch_no, progress.last_chunk)
+    if carried is not None:
+        accounts, judge = carried
+        own = judge.own
+    else:
+        accounts = _Accounts(store, business_date)
+        own_or_none = accounts.get(own_no)
+        assert own_or_none is not None, "intake checked the batch's own account"
+        own = own_or_none
+        judge = _Judge(accounts, own, app_id, kind, policy)
     reused = _reused_serials(store, app_id, batch_no)
     decide = RecordDecider(settings, seed, kind, app_id, batch_no)
     plain = not reused and decide.trivial  # the ledger alone decides every record
@@ -381,7 +390,9 @@ def process_batch(store: Store, *, app_id: str, batch_no: str, settings: BatchSe
     if not finished:
         progress.txn_id, progress.txn_memo = txn_id, txn_memo
         progress.save(store, app_id, batch_no)
+        _Carry.keep(store, app_id, batch_no, progress.last_chunk, accounts, judge)
         return summary
+    _Carry.drop(store)
     store.execute("DELETE FROM kv WHERE key = ?", (key,))
     store.execute(
         "UPDATE batches SET state = 'PROCESSED', processed_us = ?, success_count = ?, success_fen = ?, "
@@ -519,6 +530,78 @@ def _reused_serials(store: Store, app_id: str, batch_no: str) -> set[str]:
         " SELECT DISTINCT h.serial FROM holders h JOIN batches b ON b.app_id = :a AND b.batch_no = h.batch_no"
         " WHERE h.batch_no <> :b AND b.state <> 'ACCEPTED'", {"a": app_id, "b": batch_no})
     return {str(row[0]) for row in rows}
+
+
+class _Carry:
+    """The accounts a batch's slice read and moved, kept for its next slice.
+
+    Reading every account again at each slice would cost as much as deciding the records,
+    so the next slice reuses them when nothing else touched an account or an outflow
+    counter meanwhile. What tells: a connection-local (TEMP) trigger counts every change
+    to ``accounts`` and ``outflows`` (a rolled-back change takes its count with it) and
+    another counts openings (an account the batch did not find may exist now); the count
+    after the slice's own writes must still be the count when the next slice begins, with
+    no rollback in between and the batch's progress where the slice left it.
+    """
+
+    _kept: ClassVar[WeakKeyDictionary[Store, tuple[str, str, int, int, int, int, _Accounts, _Judge]]] = \
+        WeakKeyDictionary()
+
+    @staticmethod
+    def _watch(store: Store) -> tuple[int, int]:
+        conn = store.conn
+        row = conn.execute("SELECT changed, opened FROM temp.batch_watch").fetchone() \
+            if _Carry._watching(store) else None
+        if row is None:
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS batch_watch(changed INTEGER, opened INTEGER)")
+            conn.execute("INSERT INTO temp.batch_watch SELECT 0, 0 WHERE NOT EXISTS "
+                         "(SELECT 1 FROM temp.batch_watch)")
+            for table, event, column in (("accounts", "UPDATE", "changed"), ("outflows", "INSERT", "changed"),
+                                         ("outflows", "UPDATE", "changed"), ("accounts", "INSERT", "opened")):
+                conn.execute(f"CREATE TEMP TRIGGER IF NOT EXISTS batch_watch_{table}_{event.lower()} "
+                             f"AFTER {event} ON main.{table} BEGIN "
+                             f"UPDATE batch_watch SET {column} = {column} + 1; END")
+            row = conn.execute("SELECT changed, opened FROM temp.batch_watch").fetchone()
+        return int(row[0]), int(row[1])
+
+    @staticmethod
+    def _watching(store: Store) -> bool:
+        return store.conn.execute(
+            "SELECT 1 FROM temp.sqlite_master WHERE name = 'batch_watch'").fetchone() is not None
+
+    @classmethod
+    def keep(cls, store: Store, app_id: str, batch_no: str, last_chunk: int, accounts: _Accounts,
+             judge: _Judge) -> None:
+        for acct in accounts.cache.values():
+            if acct is not None:  # written: the next slice starts from what is stored
+                acct.touched, acct.outflow = False, 0
+        # A round read ahead and not decided asked for accounts it never added.
+        accounts._asked = set(accounts.cache)
+        changed, opened = cls._watch(store)
+        cls._kept[store] = (app_id, batch_no, last_chunk, changed, opened, store.rollbacks,
+                                accounts, judge)
+
+    @classmethod
+    def take(cls, store: Store, app_id: str, batch_no: str,
+             last_chunk: int) -> tuple[_Accounts, _Judge] | None:
+        kept = cls._kept.pop(store, None)
+        if kept is None:
+            return None
+        k_app, k_batch, k_chunk, changed, opened, rollbacks, accounts, judge = kept
+        now_changed, now_opened = cls._watch(store)
+        if (k_app, k_batch, k_chunk, changed, rollbacks) != (app_id, batch_no, last_chunk, now_changed,
+                                                             store.rollbacks):
+            return None
+        if now_opened != opened:  # accounts not found before may exist now: ask again
+            for no in [no for no, acct in accounts.cache.items() if acct is None]:
+                del accounts.cache[no]
+                accounts._asked.discard(no)
+                judge.standing.pop(no, None)
+        return accounts, judge
+
+    @classmethod
+    def drop(cls, store: Store) -> None:
+        cls._kept.pop(store, None)
 
 
 def _write_balances(store: Store, accounts: _Accounts, day: date) -> None:
