@@ -48,8 +48,9 @@ def _upload(bank: Bank, tmp: Path) -> str:
         writer.write_header({"batch_no": "1", "business_date": day, "merchant": "DEMO01", "kind": "DF",
                              "record_count": RECORDS, "total_amount": sum(amounts), "account_no": OWN})
         for i, amount in enumerate(amounts):
-            writer.write_detail({"seq": i + 1, "serial": f"S{i + 1:08d}", "account_no": f"62318800000000{i % 40:05d}",
-                                 "account_name": f"客户{i % 40}", "amount": amount, "memo": "代发"})
+            writer.write_detail({"seq": i + 1, "serial": f"S{i + 1:08d}",
+                                 "account_no": f"62318800000000{i % 40:05d}", "account_name": f"客户{i % 40}",
+                                 "amount": amount, "memo": "代发"})
     assert bank.file_complete(APP, "batches", name, path)["accepted"]
     return name
 
