@@ -249,6 +249,9 @@ class Scheduler:
                                   (current,))
             if row is not None:
                 return row
+            # Not pending any more (it cannot be, but a stale mark must not hold the queue).
+            with self._store.transaction():
+                self._store.execute("DELETE FROM kv WHERE key = ?", (IN_PROGRESS_KEY,))
         return self._store.one(
             f"SELECT {_COLUMNS} FROM jobs WHERE state = 'pending' AND due_us <= ? "
             "ORDER BY due_us, id LIMIT 1", (target_us,))
