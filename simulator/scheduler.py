@@ -48,9 +48,11 @@ from simulator.events import record_event
 from simulator.store import Store
 
 log = logging.getLogger(__name__)
-# Turns of the event loop between slices: a request needs about four (read it, run the
-# handler, commit, write the answer); a turn with nothing to do costs microseconds.
-_YIELD_TURNS = 8
+# The event loop's time between slices: a request needs several turns (read it, run the
+# handler, commit, write the answer), and one whose handler runs in a worker thread needs
+# the loop to wait a moment so that thread gets Python's lock. Two short waits (a turn with
+# nothing to do costs microseconds; each wait ~1 ms) between turns.
+_YIELD_WAITS = (0.0, 0.0, 0.0, 0.001, 0.0, 0.0, 0.0, 0.001, 0.0, 0.0)
 
 JobState = Literal["pending", "done", "failed"]
 
@@ -180,8 +182,8 @@ class Scheduler:
             ran += self.run_due()
             flush()
             # Turns of the loop, so requests that arrived during the slice are answered.
-            for _ in range(_YIELD_TURNS):
-                await asyncio.sleep(0)
+            for wait in _YIELD_WAITS:
+                await asyncio.sleep(wait)
         return ran
 
     def next_sliced_due(self, target: datetime) -> datetime | None:
