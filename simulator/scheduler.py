@@ -100,6 +100,7 @@ class Scheduler:
         self._handlers: dict[str, Callable[[Job], None]] = {}
         self._sliced: dict[str, SlicedHandler] = {}
         self._running = False
+        self._driver: asyncio.Lock | None = None
         self.slice_seconds: float | None = None
         """Work per call on a sliced job before the call returns (None: run it to its end)."""
 
@@ -178,12 +179,21 @@ class Scheduler:
         work before the loop runs anything else. Returns the jobs that ran (the job in
         progress and any due after it in the same calls)."""
         ran: list[Job] = []
-        while self.in_progress() is not None:
-            ran += self.run_due()
-            flush()
-            # Turns of the loop, so requests that arrived during the slice are answered.
-            for wait in _YIELD_WAITS:
-                await asyncio.sleep(wait)
+        # One driver at a time (the control API's advance, the server's ticker): two would
+        # run their slices back to back in each other's pauses.
+        if self._driver is None:
+            self._driver = asyncio.Lock()
+        async with self._driver:
+            while self.in_progress() is not None:
+                ran += await self._slice_and_pause(flush)
+        return ran
+
+    async def _slice_and_pause(self, flush: Callable[[], None]) -> list[Job]:
+        ran = self.run_due()
+        flush()
+        # Turns of the loop, so requests that arrived during the slice are answered.
+        for wait in _YIELD_WAITS:
+            await asyncio.sleep(wait)
         return ran
 
     def next_sliced_due(self, target: datetime) -> datetime | None:
