@@ -11,6 +11,7 @@ starts.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -62,14 +63,16 @@ class LoadResult:
 
 
 class _Shared:
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, stop: threading.Event | None = None) -> None:
         self.next = 0
         self.total = total
         self.deadline = float("inf")
+        self.stop = stop
         self.statuses: Counter[str] = Counter()
 
     def take(self) -> int | None:
-        if self.next >= self.total or time.perf_counter() >= self.deadline:
+        if self.next >= self.total or time.perf_counter() >= self.deadline or (
+                self.stop is not None and self.stop.is_set()):
             return None
         index = self.next
         self.next += 1
@@ -162,8 +165,9 @@ async def _worker(conn: Conn | None, host: str, port: int, requests: Sequence[by
 
 
 async def _run(host: str, port: int, requests: Sequence[bytes], concurrency: int,
-               max_time_s: float, timeout_s: float, keep_bodies: bool) -> LoadResult:
-    shared = _Shared(len(requests))
+               max_time_s: float, timeout_s: float, keep_bodies: bool,
+               stop: threading.Event | None = None) -> LoadResult:
+    shared = _Shared(len(requests), stop)
     latencies = [-1.0] * len(requests)
     responses: list[tuple[int, bytes] | None] = [None] * len(requests)
     start = asyncio.Event()
@@ -194,13 +198,14 @@ async def _run(host: str, port: int, requests: Sequence[bytes], concurrency: int
 
 def run_load(port: int, requests: Sequence[bytes], *, concurrency: int = 32,
              max_time_s: float = 60.0, timeout_s: float = 10.0, host: str = "127.0.0.1",
-             keep_bodies: bool = False) -> LoadResult:
+             keep_bodies: bool = False, stop: threading.Event | None = None) -> LoadResult:
     """Send ``requests`` (each at most once) over ``concurrency`` keep-alive connections.
 
-    Stops when every request is answered or ``max_time_s`` has passed; ``timeout_s`` bounds
-    each response. ``responses[i]`` holds request *i*'s status and (``keep_bodies``) body.
+    Stops when every request is answered, ``max_time_s`` has passed or ``stop`` (set by
+    another thread) is set; ``timeout_s`` bounds each response. ``responses[i]`` holds
+    request *i*'s status and (``keep_bodies``) body.
     """
-    coro = _run(host, port, requests, concurrency, max_time_s, timeout_s, keep_bodies)
+    coro = _run(host, port, requests, concurrency, max_time_s, timeout_s, keep_bodies, stop)
     try:
         import uvloop
     except ImportError:

@@ -163,21 +163,31 @@ def write_statement(store: Store, outbox: Outbox, *, app_id: str, account_no: st
     after = int(store.scalar(
         "SELECT COALESCE(SUM(p.amount_fen), 0) FROM postings p JOIN txns t ON t.id = p.txn_id "
         "WHERE p.account_no = ? AND t.business_date > ?", (account_no, day)))
+    # Each transaction's shape once (its legs, and which are this account's on each side),
+    # not per posting: a large batch's transaction has a million legs and one posting on
+    # this account per chunk of its file.
     rows = store.all(
-        "SELECT p.id AS posting, p.amount_fen, t.id, t.kind, t.at_us, t.ref, t.memo AS txn_memo, "
-        "COALESCE(p.memo, t.memo) AS memo, "
-        "(SELECT q.account_no FROM postings q WHERE q.txn_id = t.id AND q.account_no <> p.account_no "
-        " ORDER BY q.id LIMIT 1) AS counterparty, "
-        "(SELECT COUNT(*) FROM postings q WHERE q.txn_id = t.id) AS legs, "
-        "(SELECT COUNT(*) FROM postings q WHERE q.txn_id = t.id "
-        " AND (q.amount_fen > 0) = (p.amount_fen > 0)) AS same_side "
-        "FROM postings p JOIN txns t ON t.id = p.txn_id "
-        "WHERE p.account_no = ? AND t.business_date = ? ORDER BY p.id", (account_no, day))
+        "WITH mine AS (SELECT p.id AS posting, p.amount_fen, t.id, t.kind, t.at_us, t.ref, "
+        " t.memo AS txn_memo, COALESCE(p.memo, t.memo) AS memo FROM postings p "
+        " JOIN txns t ON t.id = p.txn_id WHERE p.account_no = :a AND t.business_date = :d), "
+        "shape AS (SELECT q.txn_id, COUNT(*) AS legs, SUM(q.amount_fen > 0) AS credits, "
+        " SUM(q.amount_fen > 0 AND q.account_no = :a) AS credits_here, "
+        " SUM(q.amount_fen < 0 AND q.account_no = :a) AS debits_here, "
+        " MIN(CASE WHEN q.amount_fen > 0 AND q.account_no = :a THEN q.id END) AS first_credit_here, "
+        " MIN(CASE WHEN q.amount_fen < 0 AND q.account_no = :a THEN q.id END) AS first_debit_here "
+        " FROM postings q WHERE q.txn_id IN (SELECT id FROM mine) GROUP BY q.txn_id) "
+        "SELECT m.*, s.legs, "
+        " CASE WHEN m.amount_fen > 0 THEN s.credits ELSE s.legs - s.credits END AS same_side, "
+        " CASE WHEN m.amount_fen > 0 THEN s.credits_here ELSE s.debits_here END AS same_side_here, "
+        " CASE WHEN m.amount_fen > 0 THEN s.first_credit_here ELSE s.first_debit_here END AS first_here, "
+        " (SELECT q.account_no FROM postings q WHERE q.txn_id = m.id AND q.account_no <> :a "
+        "  ORDER BY q.id LIMIT 1) AS counterparty "
+        "FROM mine m JOIN shape s ON s.txn_id = m.id ORDER BY m.posting", {"a": account_no, "d": day})
     closing = acct["balance_fen"] - after
     opening = closing - sum(r["amount_fen"] for r in rows)
     counts = {"C": [0, 0], "D": [0, 0]}
     for r in rows:
-        lines = r["legs"] - 1 if _itemized(r) else 1
+        lines = (r["legs"] - r["same_side"] if r["posting"] == r["first_here"] else 0) if _itemized(r) else 1
         side = counts["C" if r["amount_fen"] > 0 else "D"]
         side[0] += lines
         side[1] += abs(r["amount_fen"])
@@ -209,13 +219,21 @@ def write_statement(store: Store, outbox: Outbox, *, app_id: str, account_no: st
 
 
 def _itemized(r: Any) -> bool:
-    return bool(r["legs"] > 2 and r["same_side"] == 1)
+    """This account holds every leg on its side of a transaction with several on the other
+    (a batch's postings on the platform's account): listed once, leg by leg."""
+    return bool(r["legs"] - r["same_side"] > 1 and r["same_side"] == r["same_side_here"])
 
 
 def _statement_lines(store: Store, r: Any) -> Iterator[tuple[int, str | None, str | None]]:
-    """``(amount, counterparty, memo)`` of the statement lines of one posting."""
+    """``(amount, counterparty, memo)`` of the statement lines of one posting.
+
+    An itemized transaction is listed under its first posting on this account (a batch
+    processed in slices has one per chunk), whole; its other postings here add no line.
+    """
     if not _itemized(r):
         yield r["amount_fen"], r["counterparty"], r["memo"]
+        return
+    if r["posting"] != r["first_here"]:
         return
     batch = store.one("SELECT app_id, batch_no FROM batches WHERE txn_id = ?", (r["id"],))
     if batch is not None:
@@ -225,5 +243,5 @@ def _statement_lines(store: Store, r: Any) -> Iterator[tuple[int, str | None, st
             yield sign * amount, account_no, memo or r["kind"]
         return
     for q in store.conn.execute("SELECT account_no, amount_fen, memo FROM postings WHERE txn_id = ? "
-                                "AND id <> ? ORDER BY id", (r["id"], r["posting"])):
+                                "AND (amount_fen > 0) <> (? > 0) ORDER BY id", (r["id"], r["amount_fen"])):
         yield -q["amount_fen"], q["account_no"], q["memo"] or r["txn_memo"]

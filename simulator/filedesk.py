@@ -33,7 +33,7 @@ from simulator.domain import images
 from simulator.domain.batchrecords import adopt_legacy, manifest_records
 from simulator.domain.intake import accept_file
 from simulator.domain.outcomes import decide_file_fault
-from simulator.domain.processing import process_batch
+from simulator.domain.processing import batch_progress, process_batch
 from simulator.errors import BankError, FileRejected, FileStructure, NotFound
 from simulator.events import record_event
 from simulator.scheduler import Job
@@ -48,7 +48,7 @@ class FileDesk:
     def __init__(self, bank: Bank) -> None:
         self.bank = bank
         s = bank.scheduler
-        s.register("batch.process", self._process)
+        s.register_sliced("batch.process", self._process)
         s.register("batch.return", self._return)
         s.register("image.review", self._review)
         s.register("statement.daily", self._statements)
@@ -149,15 +149,19 @@ class FileDesk:
 
     # -- jobs ---------------------------------------------------------------------------
 
-    def _process(self, job: Job) -> None:
+    def _process(self, job: Job, deadline: float | None) -> bool:
+        """Process the batch a slice at a time (see the scheduler's sliced jobs); True when
+        done. Once the last record is decided: its file fault, and the return job."""
         bank = self.bank
         app_id, batch_no = job.payload["app_id"], job.payload["batch_no"]
         summary = process_batch(bank.store, app_id=app_id, batch_no=batch_no,
                                 settings=bank.profile.batches, policy=bank.profile.bank,
                                 seed=bank.profile.seed, now_us=bank.clock.now_us(),
-                                business_date=bank.clock.business_date())
+                                business_date=bank.clock.business_date(), deadline=deadline)
         if summary is None:
-            return
+            return True
+        if not summary.done:
+            return False
         kind = bank.store.scalar("SELECT kind FROM batches WHERE app_id = ? AND batch_no = ?",
                                  (app_id, batch_no))
         fault = decide_file_fault(bank.profile.batches, bank.profile.seed, app_id, str(kind), batch_no)
@@ -171,13 +175,14 @@ class FileDesk:
                                            "failed": summary.fail_count, "by_code": summary.by_code,
                                            "file_fault": fault_name})
         if action is not None and action.never:
-            return
+            return True
         delay = parse_duration(bank.profile.batches.return_delay)
         if action is not None and action.late:
             delay += parse_duration(action.late)
         bank.scheduler.schedule("batch.return", bank.clock.now() + delay,
                                 {"app_id": app_id, "batch_no": batch_no},
                                 dedupe_key=f"return:{app_id}:{batch_no}")
+        return True
 
     def _return(self, job: Job) -> None:
         bank = self.bank
@@ -292,10 +297,16 @@ class FileDesk:
         return [self._batch_view(dict(r)) for r in self.bank.store.all(sql, (app_id,) if app_id else ())]
 
     def _batch_view(self, b: dict[str, Any]) -> dict[str, Any]:
+        # PROCESSING: some slices of the batch have committed, not all (the job is running).
+        state, decided = b["state"], b["record_count"]
+        if state == "ACCEPTED":
+            decided = batch_progress(self.bank.store, b["app_id"], b["batch_no"])
+            state = "ACCEPTED" if decided is None else "PROCESSING"
         return {
             "app_id": b["app_id"], "batch_no": b["batch_no"], "kind": b["kind"],
-            "file_name": b["file_name"], "business_date": b["business_date"], "state": b["state"],
-            "record_count": b["record_count"], "total": format_fen(b["total_fen"]),
+            "file_name": b["file_name"], "business_date": b["business_date"], "state": state,
+            "record_count": b["record_count"], "processed_records": decided or 0,
+            "total": format_fen(b["total_fen"]),
             "success_count": b["success_count"], "success_amount": format_fen(b["success_fen"]),
             "received_at": from_us(b["received_us"]).isoformat(),
             "processed_at": from_us(b["processed_us"]).isoformat() if b["processed_us"] else None,

@@ -10,6 +10,16 @@ Manual mode: tests and operators call :meth:`Scheduler.advance`. Realtime/accele
 modes: a background task calls :meth:`Scheduler.run_due`, sleeping
 :meth:`Scheduler.seconds_until_next_due` in between.
 
+Sliced jobs (a large batch): a handler registered with ``sliced=True`` does its work a
+slice at a time, each slice committing with its own progress, and says when it is done.
+With :attr:`Scheduler.slice_seconds` set (the server sets it) one call runs slices for
+about that long and stops with the job still pending and *in progress*; the caller
+yields to its event loop (:meth:`Scheduler.finish_in_progress`) so requests are answered
+between slices, then calls again. A job in progress is always the next one to run (no
+other job starts before it is done) and the clock does not move past it, so jobs still
+run in ``(due_at, id)`` order and exactly once. Without ``slice_seconds`` (in-process
+use, tests) a sliced job runs to its end in one call, in one transaction.
+
 Example::
 
     scheduler = Scheduler(store, clock)
@@ -23,9 +33,11 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,6 +48,11 @@ from simulator.events import record_event
 from simulator.store import Store
 
 log = logging.getLogger(__name__)
+# The event loop's time between slices: a request needs several turns (read it, run the
+# handler, commit, write the answer), and one whose handler runs in a worker thread needs
+# the loop to wait a moment so that thread gets Python's lock. Two short waits (a turn with
+# nothing to do costs microseconds; each wait ~1 ms) between turns.
+_YIELD_WAITS = (0.0, 0.0, 0.0, 0.001, 0.0, 0.0, 0.0, 0.001, 0.0, 0.0)
 
 JobState = Literal["pending", "done", "failed"]
 
@@ -55,6 +72,10 @@ class Job:
 
 
 _COLUMNS = "id, kind, due_us, payload, dedupe_key, state, ran_us, error"
+# The kv row naming the sliced job that has begun and not finished (at most one).
+IN_PROGRESS_KEY = "scheduler.in_progress"
+# A sliced handler: does a slice (or, with no deadline, all of it); True once finished.
+SlicedHandler = Callable[[Job, float | None], bool]
 
 
 def _job(row: sqlite3.Row) -> Job:
@@ -77,13 +98,25 @@ class Scheduler:
         self._store = store
         self._clock = clock
         self._handlers: dict[str, Callable[[Job], None]] = {}
+        self._sliced: dict[str, SlicedHandler] = {}
         self._running = False
+        self._driver: asyncio.Lock | None = None
+        self.slice_seconds: float | None = None
+        """Work per call on a sliced job before the call returns (None: run it to its end)."""
 
     def register(self, kind: str, handler: Callable[[Job], None]) -> None:
         """Attach the handler for ``kind``; a second registration is a wiring bug."""
-        if kind in self._handlers:
+        if kind in self._handlers or kind in self._sliced:
             raise ValueError(f"a handler for job kind {kind!r} is already registered")
         self._handlers[kind] = handler
+
+    def register_sliced(self, kind: str, handler: SlicedHandler) -> None:
+        """Attach a sliced handler: ``handler(job, deadline)`` does slices until
+        ``time.perf_counter()`` passes ``deadline`` (None: until done), each slice's effects
+        and progress in the job's transaction, and returns True once the job is done."""
+        if kind in self._handlers or kind in self._sliced:
+            raise ValueError(f"a handler for job kind {kind!r} is already registered")
+        self._sliced[kind] = handler
 
     def schedule(self, kind: str, due_at: datetime, payload: dict[str, Any] | None = None,
                  *, dedupe_key: str | None = None) -> int:
@@ -124,8 +157,9 @@ class Scheduler:
                 f"{self._clock.now().isoformat()} and never moves backwards"
             )
         ran = self._run_until(target_us)
+        # A sliced job still in progress holds the clock at its time; the caller calls again.
         # Realtime/accelerated clocks may have run past target meanwhile; don't pull back.
-        if self._clock.now_us() < target_us:
+        if self._clock.now_us() < target_us and not self.in_progress():
             with self._store.transaction():
                 self._clock._move_to(target_us)
         return ran
@@ -133,6 +167,44 @@ class Scheduler:
     def run_due(self) -> list[Job]:
         """Run the jobs due by now (realtime/accelerated background task); no clock jump."""
         return self._run_until(self._clock.now_us())
+
+    def in_progress(self) -> int | None:
+        """The id of the sliced job that has begun and not finished, if any."""
+        value = self._store.get_kv(IN_PROGRESS_KEY)
+        return None if value is None else int(value)
+
+    async def finish_in_progress(self, flush: Callable[[], None]) -> list[Job]:
+        """Run the job in progress to its end, a call at a time, yielding to the event loop
+        in between (requests are answered between slices); ``flush`` commits each call's
+        work before the loop runs anything else. Returns the jobs that ran (the job in
+        progress and any due after it in the same calls)."""
+        ran: list[Job] = []
+        # One driver at a time (the control API's advance, the server's ticker): two would
+        # run their slices back to back in each other's pauses.
+        if self._driver is None:
+            self._driver = asyncio.Lock()
+        async with self._driver:
+            while self.in_progress() is not None:
+                ran += await self._slice_and_pause(flush)
+        return ran
+
+    async def _slice_and_pause(self, flush: Callable[[], None]) -> list[Job]:
+        ran = self.run_due()
+        flush()
+        # Turns of the loop, so requests that arrived during the slice are answered.
+        for wait in _YIELD_WAITS:
+            await asyncio.sleep(wait)
+        return ran
+
+    def next_sliced_due(self, target: datetime) -> datetime | None:
+        """When the first pending sliced job due by ``target`` is due (None: there is none)."""
+        if not self._sliced:
+            return None
+        kinds = json.dumps(sorted(self._sliced))
+        due = self._store.scalar(
+            "SELECT MIN(due_us) FROM jobs WHERE state = 'pending' AND due_us <= ? AND kind IN "
+            "(SELECT value FROM json_each(?))", (to_us(target), kinds))
+        return None if due is None else from_us(int(due))
 
     def pending(self) -> list[Job]:
         rows = self._store.all(
@@ -171,27 +243,53 @@ class Scheduler:
         self._running = True
         try:
             ran: list[Job] = []
-            # Re-query each time: handlers may schedule new jobs inside the window.
-            while (row := self._store.one(
-                f"SELECT {_COLUMNS} FROM jobs WHERE state = 'pending' AND due_us <= ? "
-                "ORDER BY due_us, id LIMIT 1", (target_us,),
-            )) is not None:
-                ran.append(self._run_one(_job(row)))
+            # Re-query each time: handlers may schedule new jobs inside the window. A job in
+            # progress comes first: nothing else starts before it is done.
+            while (row := self._next(target_us)) is not None:
+                job = self._run_one(_job(row))
+                if job.state == "pending":  # a sliced job that is not done yet
+                    break
+                ran.append(job)
             return ran
         finally:
             self._running = False
+
+    def _next(self, target_us: int) -> sqlite3.Row | None:
+        current = self.in_progress()
+        if current is not None:
+            row = self._store.one(f"SELECT {_COLUMNS} FROM jobs WHERE id = ? AND state = 'pending'",
+                                  (current,))
+            if row is not None:
+                return row
+            # Not pending any more (it cannot be, but a stale mark must not hold the queue).
+            with self._store.transaction():
+                self._store.execute("DELETE FROM kv WHERE key = ?", (IN_PROGRESS_KEY,))
+        return self._store.one(
+            f"SELECT {_COLUMNS} FROM jobs WHERE state = 'pending' AND due_us <= ? "
+            "ORDER BY due_us, id LIMIT 1", (target_us,))
 
     def _run_one(self, job: Job) -> Job:
         # The handler sees its own due time as "now" (or the current time for a job
         # scheduled in the past).
         at_us = max(self._clock.now_us(), to_us(job.due_at))
         handler = self._handlers.get(job.kind)
-        if handler is None:
+        sliced = self._sliced.get(job.kind)
+        if handler is None and sliced is None:
             return self._fail(job, at_us, f"no handler registered for job kind {job.kind!r}")
         try:
             with self._store.transaction():
                 self._clock._move_to(at_us)
-                handler(job)
+                if sliced is not None:
+                    deadline = (None if self.slice_seconds is None
+                                else time.perf_counter() + self.slice_seconds)
+                    if not sliced(job, deadline):
+                        # Its slices so far commit with this mark; the next call goes on.
+                        self._store.set_kv(IN_PROGRESS_KEY, str(job.id))
+                        return job
+                    self._store.execute("DELETE FROM kv WHERE key = ?", (IN_PROGRESS_KEY,))
+                else:
+                    assert handler is not None
+                    handler(job)
                 self._store.execute(
                     "UPDATE jobs SET state = 'done', ran_us = ?, error = NULL WHERE id = ?",
                     (at_us, job.id),
@@ -213,6 +311,10 @@ class Scheduler:
     def _fail(self, job: Job, at_us: int, error: str) -> Job:
         with self._store.transaction():
             self._clock._move_to(at_us)
+            # A sliced job that fails is over: the next job may run (its committed slices
+            # stand, each whole; see the handler's docs).
+            self._store.execute("DELETE FROM kv WHERE key = ? AND value = ?",
+                                (IN_PROGRESS_KEY, str(job.id)))
             self._store.execute(
                 "UPDATE jobs SET state = 'failed', ran_us = ?, error = ? WHERE id = ?",
                 (at_us, error, job.id),

@@ -18,13 +18,22 @@ are decided in file order, so each record sees the state its predecessors left (
 account running dry midway, a Class III cap reached by an account's second record).
 
 The ledger representation: the batch's successful records are one balanced transaction,
-with one posting per record on the Class III side (carrying the record's memo) and one
-posting on the platform's own account (98 or settlement) for their sum. Every Class III
-account's history, its outflow counters and caps stay exact per record; statements of
-the platform's account list that posting record by record (:mod:`simulator.bankfiles`).
-Postings, results (the return file's detail lines) and balances are written in bulk and
-commit in the job's transaction, so a record is never half-applied and a batch is
-processed exactly once; the invariants check proves the sums.
+with one posting per record on the Class III side (carrying the record's memo) and, per
+chunk of the file (a few thousand records, as intake stored them), one posting on the
+platform's own account (98 or settlement) for that chunk's successful records. Every
+Class III account's history, its outflow counters and caps stay exact per record;
+statements of the platform's account list the batch's postings record by record, in
+file order, once (:mod:`simulator.bankfiles`).
+
+Slices: the records are decided in file order whatever the slicing; a call of
+:func:`process_batch` with a deadline stops at the first chunk boundary past it, having
+written that call's postings, results, balances and outflow counters and the batch's
+progress (which chunk is next, the ledger transaction, the counts so far); the caller's
+transaction commits them together, so a crash resumes after the last committed slice and
+every record is processed exactly once. The next call reads every account afresh (a
+request between slices may have moved money or frozen an account) and goes on. Without
+a deadline the whole batch is one call. The invariants hold at every commit: each slice
+posts balanced legs and writes the balances they move.
 """
 
 from __future__ import annotations
@@ -32,12 +41,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+import time
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from functools import partial
 from itertools import compress, repeat
 from operator import is_, itemgetter, methodcaller
-from typing import Any
+from typing import Any, ClassVar
+from weakref import WeakKeyDictionary
 
 from contracts.codec import FileFormatError, load_layout
 from contracts.codes import CODES
@@ -90,6 +101,42 @@ class Summary:
     fail_count: int = 0
     fail_fen: int = 0
     by_code: dict[str, int] = field(default_factory=dict)
+    done: bool = True
+    """False when a call stopped at its deadline with records left to decide."""
+
+
+@dataclass
+class _Progress:
+    """Where a batch's processing stands between slices (a kv row, committed with each one)."""
+
+    at_us: int                # when processing began: every record's finish time
+    day: str                  # the business date it began on (postings, outflow periods)
+    last_chunk: int = -1      # the last chunk decided and posted
+    txn_id: int = 0           # the batch's ledger transaction (0: no success yet)
+    txn_memo: str = ""
+    summary: Summary = field(default_factory=Summary)
+
+    @staticmethod
+    def key(app_id: str, batch_no: str) -> str:
+        return f"batch.progress:{app_id}:{batch_no}"
+
+    @classmethod
+    def load(cls, store: Store, app_id: str, batch_no: str) -> _Progress | None:
+        text = store.get_kv(cls.key(app_id, batch_no))
+        if text is None:
+            return None
+        data = json.loads(text)
+        return cls(data["at_us"], data["day"], data["last_chunk"], data["txn_id"], data["txn_memo"],
+                   Summary(**data["summary"]))
+
+    def save(self, store: Store, app_id: str, batch_no: str) -> None:
+        store.set_kv(self.key(app_id, batch_no), json.dumps(asdict(self), ensure_ascii=False))
+
+
+def batch_progress(store: Store, app_id: str, batch_no: str) -> int | None:
+    """Records of an ACCEPTED batch already decided (committed slices), None if none began."""
+    progress = _Progress.load(store, app_id, batch_no)
+    return None if progress is None else progress.summary.success_count + progress.summary.fail_count
 
 
 def bank_serial_prefix(kind: str, app_id: str, batch_no: str, day: date) -> str:
@@ -165,15 +212,16 @@ class _Rounds:
     """
 
     def __init__(self, store: Store, app_id: str, batch_no: str, accounts: _Accounts,
-                 stride: int) -> None:
+                 stride: int, *, after: int, per_round: int) -> None:
         self.store, self.app_id, self.batch_no = store, app_id, batch_no
         self.accounts, self.stride = accounts, stride
-        self.last = -1
+        self.last = after
+        self.per_round = per_round
 
     def __call__(self) -> tuple[list[_Chunk], _Fetched] | None:
         rows = self.store.all(
             "SELECT chunk, first_seq, lines FROM batch_chunks WHERE app_id = ? AND batch_no = ? "
-            "AND chunk > ? ORDER BY chunk LIMIT ?", (self.app_id, self.batch_no, self.last, _ROUND_CHUNKS))
+            "AND chunk > ? ORDER BY chunk LIMIT ?", (self.app_id, self.batch_no, self.last, self.per_round))
         if not rows:
             return None
         self.last = int(rows[-1][0])
@@ -207,18 +255,36 @@ def _standing(acct: _Account | None, app_id: str, kind: str) -> tuple[str | None
 
 
 def process_batch(store: Store, *, app_id: str, batch_no: str, settings: BatchSettings,
-                  policy: BankPolicy, seed: int, now_us: int, business_date: date) -> Summary | None:
-    """Decide and post every record of an ACCEPTED batch; None if it is not ACCEPTED."""
+                  policy: BankPolicy, seed: int, now_us: int, business_date: date,
+                  deadline: float | None = None) -> Summary | None:
+    """Decide and post the records of an ACCEPTED batch; None if it is not ACCEPTED.
+
+    Without ``deadline``: every record, and the batch is PROCESSED. With one (a
+    ``time.perf_counter()`` value): at least one chunk, then stop at the first chunk
+    boundary past it with the progress stored; the summary so far comes back with
+    ``done`` False and the next call goes on where this one stopped (module docstring).
+    """
     batch = store.one("SELECT * FROM batches WHERE app_id = ? AND batch_no = ?", (app_id, batch_no))
     if batch is None or batch["state"] != "ACCEPTED":
         return None
+    progress = _Progress.load(store, app_id, batch_no) or _Progress(now_us, business_date.isoformat())
+    # A batch's records all finish at the time, and on the business date, its processing began.
+    now_us, business_date = progress.at_us, date.fromisoformat(progress.day)
     kind = batch["kind"]
     ledger = Ledger(store)
-    accounts = _Accounts(store, business_date)
     own_no = batch["account_no"]
-    own = accounts.get(own_no)
-    assert own is not None, "intake checked the batch's own account"
-    judge = _Judge(accounts, own, app_id, kind, policy)
+    # The accounts as the previous slice left them, unless anything else changed an account
+    # or an outflow counter since (then read afresh).
+    carried = _Carry.take(store, app_id, batch_no, progress.last_chunk)
+    if carried is not None:
+        accounts, judge = carried
+        own = judge.own
+    else:
+        accounts = _Accounts(store, business_date)
+        own_or_none = accounts.get(own_no)
+        assert own_or_none is not None, "intake checked the batch's own account"
+        own = own_or_none
+        judge = _Judge(accounts, own, app_id, kind, policy)
     reused = _reused_serials(store, app_id, batch_no)
     txn_kind = "disbursement" if kind == "DF" else "withholding"
     request = load_layout("disbursement_request" if kind == "DF" else "withholding_request").detail
@@ -231,13 +297,15 @@ def process_batch(store: Store, *, app_id: str, batch_no: str, settings: BatchSe
             + f"{SEP}{{0}}{SEP}{{1}}{SEP}{{2}}{SEP}{{3}}{SEP}{{4}}{SEP}{prefix}{{0:0>7}}{{5}}").format
     out = _ReturnLines(finished_text(now_us))
     success = out.success
-    summary = Summary()
+    summary = progress.summary
     by_code = summary.by_code
-    txn_id = 0
-    txn_memo = ""
+    txn_id = progress.txn_id
+    txn_memo = progress.txn_memo
     sign = 1 if kind == "DF" else -1  # the Class III leg's sign
     legs: list[tuple[str, int, str]] = []
+    finished = True
     # The store work runs on a second thread, a round ahead (reads) and behind (writes).
+    # With a deadline a round is one chunk, so a stop wastes at most one chunk's read.
     with WriteBehind() as writer:
         # A rule's attempt condition reads the earlier failures once (on the store thread).
         decide = RecordDecider(
@@ -245,9 +313,14 @@ def process_batch(store: Store, *, app_id: str, batch_no: str, settings: BatchSe
             failures=lambda ceiling: writer.submit(
                 partial(earlier_failures, store, app_id, kind, batch_no, ceiling)).result())
         plain = not reused and decide.trivial  # the ledger alone decides every record
-        rounds = _Rounds(store, app_id, batch_no, accounts, stride)
+        rounds = _Rounds(store, app_id, batch_no, accounts, stride, after=progress.last_chunk,
+                         per_round=_ROUND_CHUNKS if deadline is None else 1)
         upcoming = writer.submit(rounds)
+        first = progress.last_chunk
         while (got := upcoming.result()) is not None:
+            if deadline is not None and progress.last_chunk != first and time.perf_counter() >= deadline:
+                finished = False
+                break
             upcoming = writer.submit(rounds)
             chunks, fetched = got
             accounts.add(fetched)
@@ -284,15 +357,20 @@ def process_batch(store: Store, *, app_id: str, batch_no: str, settings: BatchSe
                 if succeeded:
                     if not txn_id:
                         # A batch's successful records are one transaction: a posting per record
-                        # on the Class III side, one on the platform's account for their sum.
-                        # Its memo is the first record's; a posting carries its own only if it differs.
+                        # on the Class III side, one per chunk on the platform's account for the
+                        # chunk's sum. Its memo is the first record's; a posting carries its own
+                        # only if it differs.
                         txn_memo = memos[ok.index(True)] or txn_kind
                         txn_id = writer.submit(partial(
-                            ledger.open_bulk, kind=txn_kind, at_us=now_us, business_date=business_date,
-                            app_id=app_id, ref=batch["file_name"].rsplit(".", 1)[0], memo=txn_memo)).result()
+                            _open_txn, store, ledger, app_id, batch_no, kind=txn_kind, at_us=now_us,
+                            business_date=business_date, ref=batch["file_name"].rsplit(".", 1)[0],
+                            memo=txn_memo)).result()
+                    chunk_fen = sum(compress(amounts, ok))
                     legs.extend(compress(zip(numbers, amounts, memos, strict=True), ok))
+                    legs.append((own_no, -chunk_fen, txn_memo))  # the platform's side of the chunk
+                    own.touched = True
                     summary.success_count += succeeded
-                    summary.success_fen += sum(compress(amounts, ok))
+                    summary.success_fen += chunk_fen
                 if succeeded < len(ok):
                     for tail, good, amount in zip(tails, ok, amounts, strict=True):
                         if not good:
@@ -307,20 +385,37 @@ def process_batch(store: Store, *, app_id: str, batch_no: str, settings: BatchSe
                 returned = "\r\n".join(map(line, seqs, serials, numbers, names, amount_texts, tails))
                 results.append((app_id, batch_no, chunk, first_seq, len(tails),
                                 (returned + "\r\n").encode("gbk"), json.dumps(decided, ensure_ascii=False)))
+                progress.last_chunk = chunk
             writer.submit(partial(store.insert_rows, "INSERT INTO batch_results(app_id, batch_no, chunk, "
                                   "first_seq, count, lines, decided)", results))
         if legs:
             writer.submit(partial(ledger.add_bulk_legs, txn_id, _legs_json(legs, txn_kind, txn_memo),
                                   sign=sign))
-    if txn_id:
-        own.touched = True
-        ledger.add_legs([(txn_id, own_no, -sign * summary.success_fen, None)])
     _write_balances(store, accounts, business_date)
+    summary.done = finished
+    key = _Progress.key(app_id, batch_no)
+    if not finished:
+        progress.txn_id, progress.txn_memo = txn_id, txn_memo
+        progress.save(store, app_id, batch_no)
+        _Carry.keep(store, app_id, batch_no, progress.last_chunk, accounts, judge)
+        return summary
+    _Carry.drop(store)
+    store.execute("DELETE FROM kv WHERE key = ?", (key,))
     store.execute(
         "UPDATE batches SET state = 'PROCESSED', processed_us = ?, success_count = ?, success_fen = ?, "
         "txn_id = ? WHERE app_id = ? AND batch_no = ?",
         (now_us, summary.success_count, summary.success_fen, txn_id or None, app_id, batch_no))
     return summary
+
+
+def _open_txn(store: Store, ledger: Ledger, app_id: str, batch_no: str, *, kind: str, at_us: int,
+              business_date: date, ref: str, memo: str) -> int:
+    """The batch's ledger transaction, named on the batch at once (statements find it there)."""
+    txn_id = ledger.open_bulk(kind=kind, at_us=at_us, business_date=business_date, app_id=app_id,
+                              ref=ref, memo=memo)
+    store.execute("UPDATE batches SET txn_id = ? WHERE app_id = ? AND batch_no = ?",
+                  (txn_id, app_id, batch_no))
+    return txn_id
 
 
 class _Judge:
@@ -448,6 +543,78 @@ def _reused_serials(store: Store, app_id: str, batch_no: str) -> set[str]:
         " SELECT DISTINCT h.serial FROM holders h JOIN batches b ON b.app_id = :a AND b.batch_no = h.batch_no"
         " WHERE h.batch_no <> :b AND b.state <> 'ACCEPTED'", {"a": app_id, "b": batch_no})
     return {str(row[0]) for row in rows}
+
+
+class _Carry:
+    """The accounts a batch's slice read and moved, kept for its next slice.
+
+    Reading every account again at each slice would cost as much as deciding the records,
+    so the next slice reuses them when nothing else touched an account or an outflow
+    counter meanwhile. What tells: a connection-local (TEMP) trigger counts every change
+    to ``accounts`` and ``outflows`` (a rolled-back change takes its count with it) and
+    another counts openings (an account the batch did not find may exist now); the count
+    after the slice's own writes must still be the count when the next slice begins, with
+    no rollback in between and the batch's progress where the slice left it.
+    """
+
+    _kept: ClassVar[WeakKeyDictionary[Store, tuple[str, str, int, int, int, int, _Accounts, _Judge]]] = \
+        WeakKeyDictionary()
+
+    @staticmethod
+    def _watch(store: Store) -> tuple[int, int]:
+        conn = store.conn
+        row = conn.execute("SELECT changed, opened FROM temp.batch_watch").fetchone() \
+            if _Carry._watching(store) else None
+        if row is None:
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS batch_watch(changed INTEGER, opened INTEGER)")
+            conn.execute("INSERT INTO temp.batch_watch SELECT 0, 0 WHERE NOT EXISTS "
+                         "(SELECT 1 FROM temp.batch_watch)")
+            for table, event, column in (("accounts", "UPDATE", "changed"), ("outflows", "INSERT", "changed"),
+                                         ("outflows", "UPDATE", "changed"), ("accounts", "INSERT", "opened")):
+                conn.execute(f"CREATE TEMP TRIGGER IF NOT EXISTS batch_watch_{table}_{event.lower()} "
+                             f"AFTER {event} ON main.{table} BEGIN "
+                             f"UPDATE batch_watch SET {column} = {column} + 1; END")
+            row = conn.execute("SELECT changed, opened FROM temp.batch_watch").fetchone()
+        return int(row[0]), int(row[1])
+
+    @staticmethod
+    def _watching(store: Store) -> bool:
+        return store.conn.execute(
+            "SELECT 1 FROM temp.sqlite_master WHERE name = 'batch_watch'").fetchone() is not None
+
+    @classmethod
+    def keep(cls, store: Store, app_id: str, batch_no: str, last_chunk: int, accounts: _Accounts,
+             judge: _Judge) -> None:
+        for acct in accounts.cache.values():
+            if acct is not None:  # written: the next slice starts from what is stored
+                acct.touched, acct.outflow = False, 0
+        # A round read ahead and not decided asked for accounts it never added.
+        accounts._asked = set(accounts.cache)
+        changed, opened = cls._watch(store)
+        cls._kept[store] = (app_id, batch_no, last_chunk, changed, opened, store.rollbacks,
+                                accounts, judge)
+
+    @classmethod
+    def take(cls, store: Store, app_id: str, batch_no: str,
+             last_chunk: int) -> tuple[_Accounts, _Judge] | None:
+        kept = cls._kept.pop(store, None)
+        if kept is None:
+            return None
+        k_app, k_batch, k_chunk, changed, opened, rollbacks, accounts, judge = kept
+        now_changed, now_opened = cls._watch(store)
+        if (k_app, k_batch, k_chunk, changed, rollbacks) != (app_id, batch_no, last_chunk, now_changed,
+                                                             store.rollbacks):
+            return None
+        if now_opened != opened:  # accounts not found before may exist now: ask again
+            for no in [no for no, acct in accounts.cache.items() if acct is None]:
+                del accounts.cache[no]
+                accounts._asked.discard(no)
+                judge.standing.pop(no, None)
+        return accounts, judge
+
+    @classmethod
+    def drop(cls, store: Store) -> None:
+        cls._kept.pop(store, None)
 
 
 def _write_balances(store: Store, accounts: _Accounts, day: date) -> None:

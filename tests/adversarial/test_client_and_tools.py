@@ -228,6 +228,7 @@ def test_events_show_the_newest_say_what_is_left_out_and_filter(bank: Bank) -> N
     # A refused batch file: found by its number, not by another.
     name = "DF_DEMO01_20260105_7.txt"
     handed = httpx.post(f"{bank.url}/_admin/files/demo-platform/batches/{name}", content=b"not a batch",
+                        headers={"content-type": "application/octet-stream"},
                         timeout=10)
     assert handed.status_code == 200, handed.text
     batch = httpx.get(f"{bank.url}/_admin/events", params={"batch": 7}, timeout=10)

@@ -652,3 +652,36 @@ def test_property_jobs_run_once_in_order_never_early(
         assert scheduler.pending() == []
     finally:
         store.close()
+
+
+# -- sliced jobs -------------------------------------------------------------------------
+
+
+def test_a_sliced_job_holds_the_clock_and_the_queue_until_it_is_done(store: Store) -> None:
+    """A job done in slices (a large batch) runs in order and once, its slices in their own
+    transactions; while it is in progress no later job runs and the clock stays at it."""
+    clock, scheduler = make(store)
+    log: list[tuple[str, int, datetime]] = []
+    slices = {"done": 0}
+
+    def sliced(job: Job, deadline: float | None) -> bool:
+        slices["done"] += 1
+        log.append(("slice", slices["done"], clock.now()))
+        return deadline is None or slices["done"] == 3
+
+    scheduler.register_sliced("big", sliced)
+    scheduler.register("later", lambda job: log.append(("later", job.id, clock.now())))
+    with store.transaction():
+        scheduler.schedule("big", at(10))
+        later = scheduler.schedule("later", at(10, 30))
+    scheduler.slice_seconds = 0.0
+    assert scheduler.advance_to(at(11)) == []
+    assert scheduler.in_progress() is not None and clock.now() == at(10)
+    assert [entry[0] for entry in log] == ["slice"]
+    assert [j.kind for j in scheduler.run_due()] == []  # the second slice; "later" is not due yet
+    ran = scheduler.advance_to(at(11))  # the last slice, then the clock goes on
+    assert [j.kind for j in ran] == ["big", "later"]
+    assert scheduler.in_progress() is None and clock.now() == at(11)
+    assert log == [("slice", 1, at(10)), ("slice", 2, at(10)), ("slice", 3, at(10)),
+                   ("later", later, at(10, 30))]
+    assert scheduler.advance_to(at(12)) == []  # each ran once
