@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
@@ -30,12 +30,22 @@ from pydantic.json_schema import SkipJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from contracts.wechat_signing import SignatureFormatError, parse_authorization, verify_request
+from contracts.wechat_signing import SCHEME, SignatureFormatError, parse_authorization, verify_request
 from simulator.bank import Bank
+from simulator.config import WechatMerchant
 from simulator.http.asgi import replaying
-from simulator.wechat.errors import ParamError, ResourceNotExists, SignError, WechatError
+from simulator.wechat.errors import (
+    FrequencyLimited,
+    ParamError,
+    ResourceNotExists,
+    SignError,
+    WechatError,
+)
+from simulator.wechat.replay import LIMIT as NONCE_LIMIT
+from simulator.wechat.replay import NonceMemoryFull
 
 PREFIX = "/wechat/v3"
+ROOT_PREFIX = "/v3"  # WeChat Pay's own: https://api.mch.weixin.qq.com/v3/...
 NATIVE_ORDER_PATH = "/pay/transactions/native"
 OUT_TRADE_NO_PATTERN = r"^[0-9A-Za-z_|*-]{6,32}$"
 _NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
@@ -106,6 +116,24 @@ class BillAnswer(BaseModel):
     download_url: str
 
 
+class EncryptedCertificate(BaseModel):
+    algorithm: Literal["AEAD_AES_256_GCM"]
+    nonce: str
+    associated_data: str
+    ciphertext: str = Field(description="base64 of the PEM certificate's cipher text + 16-byte tag")
+
+
+class PlatformCertificate(BaseModel):
+    serial_no: str = Field(description="upper-case hex: the Wechatpay-Serial of answers it signs")
+    effective_time: str
+    expire_time: str
+    encrypt_certificate: EncryptedCertificate
+
+
+class CertificatesAnswer(BaseModel):
+    data: list[PlatformCertificate]
+
+
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": WechatErrorAnswer, "description": "an error in the v3 shape"}
             for s in statuses}
@@ -138,8 +166,45 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
+def _header(scope: Scope, name: bytes) -> str | None:
+    return next((v.decode("latin-1") for k, v in scope["headers"] if k == name), None)
+
+
+class _SignedSend:
+    """Holds an answer until its body is complete, then sends it with the platform's
+    signature headers (``Request-ID``, ``Wechatpay-*``) over exactly that body."""
+
+    def __init__(self, send: Send, auth: WechatAuth, scope: Scope) -> None:
+        self._send = send
+        self._auth = auth
+        self._scope = scope
+        self._start: dict[str, Any] | None = None
+        self._chunks: list[bytes] = []
+        self.merchant: WechatMerchant | None = None
+
+    async def __call__(self, message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self._start = dict(message)
+            return
+        if message["type"] != "http.response.body" or self._start is None:
+            await self._send(message)
+            return
+        self._chunks.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        body = b"".join(self._chunks)
+        keys = self._auth.bank.wechat.keys
+        signer = keys.signer(self.merchant, _header(self._scope, b"wechatpay-serial"))
+        headers = [(k, v) for k, v in self._start.get("headers", []) if k != b"content-length"]
+        headers += [(b"content-length", str(len(body)).encode()),
+                    *keys.answer_headers(body, signer, int(self._auth.wall()))]
+        await self._send({**self._start, "headers": headers})
+        await self._send({"type": "http.response.body", "body": body})
+
+
 class WechatAuth:
-    """Pure ASGI check of the v3 ``Authorization`` header over the exact bytes received."""
+    """Pure ASGI check of the v3 ``Authorization`` header over the exact bytes received, and
+    the platform's signature on every answer (errors included)."""
 
     def __init__(self, app: ASGIApp, bank: Bank, wall: Callable[[], float] = time.time) -> None:
         self.app = app
@@ -150,6 +215,7 @@ class WechatAuth:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        signed = _SignedSend(send, self, scope)
         limit = self.bank.profile.security.max_body_bytes
         chunks: list[bytes] = []
         size = 0
@@ -160,21 +226,21 @@ class WechatAuth:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                await _send_json(send, 400, ParamError(f"body exceeds {limit} bytes").as_dict())
+                await _send_json(signed, 400, ParamError(f"body exceeds {limit} bytes").as_dict())
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
         try:
-            mchid = self._verify(scope, body)
+            merchant = self._verify(scope, body, signed)
         except WechatError as err:
-            await _send_json(send, err.status, err.as_dict())
+            await _send_json(signed, err.status, err.as_dict())
             return
-        if await self._direct(scope, mchid, body, send):
+        if await self._direct(scope, merchant.mchid, body, signed):
             return
-        scope.setdefault("state", {})["mchid"] = mchid
-        await self.app(scope, replaying(body, receive), send)
+        scope.setdefault("state", {})["mchid"] = merchant.mchid
+        await self.app(scope, replaying(body, receive), signed)
 
     async def _direct(self, scope: Scope, mchid: str, body: bytes, send: Send) -> bool:
         """Create a NATIVE order without FastAPI's routing and dependency machinery.
@@ -199,27 +265,47 @@ class WechatAuth:
             await _send_json(send, 200, answer)
         return True
 
-    def _verify(self, scope: Scope, body: bytes) -> str:
-        header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
+    def _verify(self, scope: Scope, body: bytes, signed: _SignedSend) -> WechatMerchant:
+        """The merchant that signed this request, or the WeChat error that refuses it.
+
+        Checked in this order, so that nothing a third party can send uses up the
+        merchant's nonce: shape, merchant, serial, signature, freshness, then the nonce.
+        """
+        header = _header(scope, b"authorization")
         if not header:
-            raise SignError("send an Authorization header (WECHATPAY2-SHA256-HMAC)")
+            raise SignError(f"Http头Authorization值格式错误: send an Authorization header ({SCHEME})")
         try:
             auth = parse_authorization(header)
         except SignatureFormatError as exc:
-            raise SignError(str(exc)) from None
+            raise SignError(f"Http头Authorization值格式错误: {exc}") from None
         merchant = self.bank.profile.wechat.merchant(auth.mchid)
         if merchant is None:
-            raise SignError(f"unknown mchid {auth.mchid}")
+            raise SignError(f"商户号不存在: unknown mchid {auth.mchid}")
+        signed.merchant = merchant
+        if auth.serial_no.upper() != merchant.merchant_serial.upper():
+            raise SignError(f"商户证书序列号有误。请使用签名私钥匹配的证书序列号: serial_no {auth.serial_no} "
+                            f"is not merchant {auth.mchid}'s certificate")
         # The signature covers the path exactly as sent (mount prefix and percent-encoding).
         path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
         query = scope.get("query_string", b"").decode("latin-1")
-        if not verify_request(merchant.api_key, header, scope["method"],
-                              path + ("?" + query if query else ""), body):
-            raise SignError("the signature does not match the request")
+        key = self.bank.wechat.keys.merchant_key(merchant)
+        if not verify_request(key, auth, scope["method"], path + ("?" + query if query else ""), body):
+            raise SignError("签名验证不通过: the signature does not match the request (method, URL "
+                            "as sent, timestamp, nonce, body) under the merchant's key")
         window = self.bank.profile.security.signature_window_seconds
-        if abs(self.wall() - int(auth.timestamp)) > window:
-            raise SignError(f"timestamp is more than {window} s from the channel's clock")
-        return auth.mchid
+        now = self.wall()
+        stamp = int(auth.timestamp)
+        if abs(now - stamp) > window:
+            raise SignError(f"签名过期: timestamp is more than {window} s from the channel's clock")
+        try:
+            fresh = self.bank.wechat.nonces.remember(auth.mchid, auth.nonce, until=stamp + window, now=now)
+        except NonceMemoryFull:
+            raise FrequencyLimited(f"more than {NONCE_LIMIT} signed requests of merchant {auth.mchid} "
+                                   "within the signature window") from None
+        if not fresh:
+            raise SignError(f"请求重放: nonce_str {auth.nonce} was already used by a request "
+                            "that is still within the signature window")
+        return merchant
 
 
 # -- error handlers ---------------------------------------------------------------------------
@@ -277,6 +363,14 @@ def build_wechat_api(bank: Bank, *, wall: Callable[[], float] = time.time) -> Fa
     api.add_exception_handler(RequestValidationError, _validation_error)
     api.add_exception_handler(StarletteHTTPException, _http_error)
 
+    @api.get("/certificates", operation_id="list_certificates", response_model=CertificatesAnswer,
+             responses=_errors(400, 401),
+             summary="The platform certificates, each AEAD_AES_256_GCM-encrypted with the APIv3 key")
+    async def certificates(request: Request) -> Response:
+        merchant = bank.wechat.merchant(str(request.state.mchid))
+        assert merchant is not None  # WechatAuth only lets known merchants through
+        return _json(200, bank.wechat.keys.certificates_answer(merchant))
+
     @api.post(NATIVE_ORDER_PATH, operation_id="create_native_order",
               response_model=NativeOrderAnswer, responses=_errors(400, 401, 403),
               summary="Create a NATIVE (QR code) order; the same content again, the same answer")
@@ -310,7 +404,9 @@ def build_wechat_api(bank: Bank, *, wall: Callable[[], float] = time.time) -> Fa
         data = bank.wechat.bill(mchid, day, bill_type)
         token = bank.wechat.bill_token(merchant, day, bill_type)
         host = request.headers.get("host")
-        path = f"{PREFIX}/billdownload/file?token={token}"
+        # Under the mount the request came in by (/v3 or /wechat/v3), as SDKs expect the
+        # download URL to start with their own base URL.
+        path = f"{request.scope.get('root_path', '')}/billdownload/file?token={token}"
         url = f"{request.url.scheme}://{host}{path}" if host else path
         return _json(200, {"hash_type": "SHA1", "hash_value": hashlib.sha1(data).hexdigest(),
                            "download_url": url})

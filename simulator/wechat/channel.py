@@ -57,7 +57,9 @@ from simulator.wechat.errors import (
     ParamError,
     StatementCreating,
 )
+from simulator.wechat.keys import ChannelKeys
 from simulator.wechat.notifications import Notifications
+from simulator.wechat.replay import NonceMemory
 
 if TYPE_CHECKING:
     import sqlite3
@@ -86,6 +88,8 @@ class WechatChannel:
     def __init__(self, bank: Bank) -> None:
         self.bank = bank
         self.notifications = Notifications(bank.store, bank.scheduler, bank.clock)
+        self.nonces = NonceMemory()
+        self._keys: ChannelKeys | None = None
         bank.scheduler.register(SETTLE_JOB, self._settle)
 
     # -- helpers ------------------------------------------------------------------------
@@ -93,6 +97,14 @@ class WechatChannel:
     @property
     def _settings(self) -> WechatSettings:
         return self.bank.profile.wechat
+
+    @property
+    def keys(self) -> ChannelKeys:
+        """The channel's keys for the current profile (rebuilt when the profile changes)."""
+        wechat = self.bank.profile.wechat
+        if self._keys is None or self._keys.settings is not wechat:
+            self._keys = ChannelKeys(wechat, self.bank.state_dir)
+        return self._keys
 
     def merchant(self, mchid: str) -> WechatMerchant | None:
         merchant: WechatMerchant | None = self.bank.profile.wechat.merchant(mchid)
@@ -377,7 +389,7 @@ class WechatChannel:
     def bill_token(merchant: WechatMerchant, bill_date: date, bill_type: str) -> str:
         """An opaque download token, bound to the merchant by its key (nothing stored)."""
         subject = f"{bill_date:%Y%m%d}-{bill_type}"
-        tag = hmac.new(merchant.api_key.encode(), f"{merchant.mchid}|{subject}".encode(),
+        tag = hmac.new(merchant.api_v3_key.encode(), f"{merchant.mchid}|{subject}".encode(),
                        hashlib.sha256).hexdigest()[:24]
         return f"{subject}-{tag}"
 

@@ -24,7 +24,7 @@ from platform_client.store import Store
 from platform_client.topups import handle_notification
 from platform_client.wechat import WeChatClient
 from tests.platform_client.bank import identity
-from tests.platform_client.scenario import notification, record_order
+from tests.platform_client.scenario import notification, record_order, signed_answer
 
 DAY = "2026-01-05"
 
@@ -61,19 +61,19 @@ class FakeChannel:
         self.bill, self.orders, self.queries = bill, orders, 0
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
-        assert request.headers["Authorization"].startswith("WECHATPAY2-SHA256-HMAC ")
+        assert request.headers["Authorization"].startswith("WECHATPAY2-SHA256-RSA2048 ")
         path = request.url.path
-        if path == "/wechat/v3/bill/tradebill":
+        if path == "/v3/bill/tradebill":
             digest = hashlib.sha1(self.bill).hexdigest()
-            return httpx.Response(200, json={"hash_type": "SHA1", "hash_value": digest,
-                                             "download_url": "/wechat/v3/billdownload/file?token=t"})
-        if path == "/wechat/v3/billdownload/file":
+            return signed_answer(200, json_body={"hash_type": "SHA1", "hash_value": digest,
+                                                 "download_url": "/v3/billdownload/file?token=t"})
+        if path == "/v3/billdownload/file":
             return httpx.Response(200, content=self.bill)
         otn = path.rsplit("/", 1)[-1]
         self.queries += 1
         if otn in self.orders:
-            return httpx.Response(200, json=self.orders[otn])
-        return httpx.Response(404, json={"code": "ORDER_NOT_EXIST", "message": "no such order"})
+            return signed_answer(200, json_body=self.orders[otn])
+        return signed_answer(404, json_body={"code": "ORDER_NOT_EXIST", "message": "no such order"})
 
 
 def row(otn: str, fen: int) -> object:
@@ -168,7 +168,7 @@ class NoTradesChannel(FakeChannel):
     """WeChat's answer for a day without trades: NO_STATEMENT_EXIST."""
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/wechat/v3/bill/tradebill":
+        if request.url.path == "/v3/bill/tradebill":
             return httpx.Response(400, json={"code": "NO_STATEMENT_EXIST", "message": "账单不存在"})
         return super().__call__(request)
 
