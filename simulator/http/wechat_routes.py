@@ -339,6 +339,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 OutTradeNo = Annotated[str, Path(pattern=OUT_TRADE_NO_PATTERN)]
 Mchid = Annotated[str, Query(min_length=1, max_length=32)]
+TransactionId = Annotated[str, Path(pattern=r"^[0-9]{1,32}$")]
 
 
 def _signer(request: Request, claimed: str) -> str:
@@ -383,6 +384,12 @@ def build_wechat_api(bank: Bank, *, wall: Callable[[], float] = time.time) -> Fa
              responses=_errors(400, 401, 404), summary="An order by the merchant's order number")
     async def query(out_trade_no: OutTradeNo, mchid: Mchid, request: Request) -> Response:
         return _json(200, bank.wechat.query_order(_signer(request, mchid), out_trade_no))
+
+    @api.get("/pay/transactions/id/{transaction_id}", operation_id="query_order_by_transaction_id",
+             response_model=OrderAnswer, response_model_exclude_none=True,
+             responses=_errors(400, 401, 404), summary="An order by WeChat's order number")
+    async def query_by_id(transaction_id: TransactionId, mchid: Mchid, request: Request) -> Response:
+        return _json(200, bank.wechat.query_by_transaction_id(_signer(request, mchid), transaction_id))
 
     @api.post("/pay/transactions/out-trade-no/{out_trade_no}/close", operation_id="close_order",
               status_code=204, response_class=Response, responses=_errors(400, 401, 404),

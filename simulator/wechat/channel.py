@@ -194,6 +194,14 @@ class WechatChannel:
     def query_order(self, mchid: str, out_trade_no: str) -> dict[str, Any]:
         return self._view(self._order_row(mchid, out_trade_no))
 
+    def query_by_transaction_id(self, mchid: str, transaction_id: str) -> dict[str, Any]:
+        """An order by WeChat's order number (only a paid order has one)."""
+        row = self.bank.store.one("SELECT * FROM wechat_orders WHERE mchid = ? AND transaction_id = ?",
+                                  (mchid, transaction_id))
+        if row is None:
+            raise OrderNotExist(f"no order with transaction_id {transaction_id} for merchant {mchid}")
+        return self._view(row)
+
     def close_order(self, mchid: str, out_trade_no: str) -> None:
         """Close an unpaid order; closing a closed one again is fine, a paid one is not."""
         store = self.bank.store
