@@ -41,6 +41,7 @@ from simulator.wechat.errors import (
     SignError,
     WechatError,
 )
+from simulator.wechat.refunds import Refunds
 from simulator.wechat.replay import LIMIT as NONCE_LIMIT
 from simulator.wechat.replay import NonceMemoryFull
 
@@ -132,6 +133,50 @@ class PlatformCertificate(BaseModel):
 
 class CertificatesAnswer(BaseModel):
     data: list[PlatformCertificate]
+
+
+class RefundAmount(BaseModel):
+    refund: int = Field(ge=1, le=10_000_000_000, description="fen")
+    total: int = Field(ge=1, le=10_000_000_000, description="fen: the order's amount")
+    currency: Literal["CNY"] = "CNY"
+
+
+class RefundRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    transaction_id: Annotated[str, Field(pattern=r"^[0-9]{1,32}$")] | SkipJsonSchema[None] = None
+    out_trade_no: Annotated[str, Field(pattern=OUT_TRADE_NO_PATTERN)] | SkipJsonSchema[None] = None
+    out_refund_no: str = Field(pattern=r"^[0-9A-Za-z_|*@-]{1,64}$")
+    reason: Annotated[str, Field(max_length=80, pattern=_NO_CONTROL)] | SkipJsonSchema[None] = None
+    # Accepted for SDK compatibility; refund notifications are not sent yet (docs/wechat.md).
+    notify_url: (Annotated[str, Field(max_length=256, pattern=r"^https?://[^\s]+$")]
+                 | SkipJsonSchema[None]) = None
+    amount: RefundAmount
+
+
+class RefundAnswerAmount(BaseModel):
+    total: int
+    refund: int
+    payer_total: int
+    payer_refund: int
+    settlement_refund: int
+    settlement_total: int
+    discount_refund: int
+    currency: str
+
+
+class RefundAnswer(BaseModel):
+    refund_id: str
+    out_refund_no: str
+    transaction_id: str
+    out_trade_no: str
+    channel: str
+    user_received_account: str
+    success_time: str
+    create_time: str
+    status: Literal["SUCCESS", "CLOSED", "PROCESSING", "ABNORMAL"]
+    funds_account: str
+    amount: RefundAnswerAmount
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -397,6 +442,21 @@ def build_wechat_api(bank: Bank, *, wall: Callable[[], float] = time.time) -> Fa
     async def close(out_trade_no: OutTradeNo, body: CloseRequest, request: Request) -> Response:
         bank.wechat.close_order(_signer(request, body.mchid), out_trade_no)
         return Response(status_code=204)
+
+    refunds = Refunds(bank.wechat)
+
+    @api.post("/refund/domestic/refunds", operation_id="create_refund", response_model=RefundAnswer,
+              responses=_errors(400, 401, 404),
+              summary="Refund (part of) a paid order; the same out_refund_no again, the same answer")
+    async def create_refund(body: RefundRequest, request: Request) -> Response:
+        return _json(200, refunds.create(str(request.state.mchid), body.model_dump()))
+
+    @api.get("/refund/domestic/refunds/{out_refund_no}", operation_id="query_refund",
+             response_model=RefundAnswer, responses=_errors(400, 401, 404),
+             summary="A refund by the merchant's refund number")
+    async def query_refund(out_refund_no: Annotated[str, Path(pattern=r"^[0-9A-Za-z_|*@-]{1,64}$")],
+                           request: Request) -> Response:
+        return _json(200, refunds.query(str(request.state.mchid), out_refund_no))
 
     @api.get("/bill/tradebill", operation_id="get_trade_bill", response_model=BillAnswer,
              responses=_errors(400, 401),

@@ -11,7 +11,9 @@
     ├── OutTradeNoUsed          403 OUT_TRADE_NO_USED: same out_trade_no, different content
     ├── NoStatementExist        400 NO_STATEMENT_EXIST: no bill for that date (none, or future)
     ├── StatementCreating       400 STATEMENT_CREATING: asked before T+1 ``bill_ready_at``
-    ├── ResourceNotExists       404 RESOURCE_NOT_EXISTS: no such route
+    ├── ResourceNotExists       404 RESOURCE_NOT_EXISTS: no such route; (refunds) no such order or refund
+    ├── InvalidRequest          400 INVALID_REQUEST: (refunds) order not paid, more than refundable,
+    │                           amount.total not the order's, out_refund_no reused
     └── FrequencyLimited        429 FREQUENCY_LIMITED: more live request nonces than the channel keeps
 
 Messages are the channel's (Chinese first, like WeChat's), ``detail`` says why this time.
@@ -75,6 +77,10 @@ class StatementCreating(WechatError):
 
 class ResourceNotExists(WechatError):
     code, status, message = "RESOURCE_NOT_EXISTS", 404, "资源不存在"
+
+
+class InvalidRequest(WechatError):
+    code, status, message = "INVALID_REQUEST", 400, "请求不合规"
 
 
 class FrequencyLimited(WechatError):

@@ -83,11 +83,30 @@ def test_wechatpayv3_top_up_life_cycle(server: BankServer, receiver: Receiver, t
     # a tampered notification is refused by the SDK
     assert wxpay.callback(note.headers, note.body.replace(b'"id":"', b'"id":"X')) is None
 
-    # query by out_trade_no and by transaction_id
+    # query by out_trade_no and by transaction_id (before any refund)
     code, text = wxpay.query(out_trade_no=out_trade_no)
     assert (code, json.loads(text)["trade_state"]) == (200, "SUCCESS")
     code, text = wxpay.query(transaction_id=paid["transaction_id"])
     assert (code, json.loads(text)["out_trade_no"]) == (200, out_trade_no)
+
+    # refunds: partial, then more than what is left, then the same refund number again
+    refund_no = f"{out_trade_no}-R1"
+    code, text = wxpay.refund(out_refund_no=refund_no, out_trade_no=out_trade_no,
+                              amount={"refund": 1000, "total": 2500, "currency": "CNY"})
+    assert code == 200, text
+    refund = json.loads(text)
+    assert (refund["status"], refund["amount"]["refund"], refund["transaction_id"]) == \
+        ("SUCCESS", 1000, paid["transaction_id"])
+    code, text = wxpay.refund(out_refund_no=f"{out_trade_no}-R2", transaction_id=paid["transaction_id"],
+                              amount={"refund": 1501, "total": 2500, "currency": "CNY"})
+    assert (code, json.loads(text)["code"]) == (400, "INVALID_REQUEST"), text
+    code, text = wxpay.refund(out_refund_no=refund_no, out_trade_no=out_trade_no,
+                              amount={"refund": 1000, "total": 2500, "currency": "CNY"})
+    assert (code, json.loads(text)["refund_id"]) == (200, refund["refund_id"])
+    code, text = wxpay.query_refund(out_refund_no=refund_no)
+    assert (code, json.loads(text)["amount"]["refund"]) == (200, 1000)
+    code, text = wxpay.query(out_trade_no=out_trade_no)
+    assert json.loads(text)["trade_state"] == "REFUND"
 
     if mode == "certificate":  # the SDK's own refresh from GET /v3/certificates
         wxpay._core._update_certificates()
