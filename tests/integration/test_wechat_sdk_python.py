@@ -121,3 +121,14 @@ def test_wechatpayv3_refuses_answers_when_the_profile_breaks_the_signature(
     assert answer.status_code == 200, answer.text
     with pytest.raises(Exception, match="failed to verify the signature"):
         wxpay.pay(description="余额充值", out_trade_no="SDK-PY-BAD-1", amount={"total": 100})
+
+
+def test_wechatpayv3_refuses_answers_signed_under_an_expired_platform_certificate(
+        server: BankServer, receiver: Receiver, tmp_path: Path) -> None:
+    wxpay = _sdk(server, receiver, tmp_path, "certificate")
+    answer = server.admin.patch("/profile", json={"wechat": {"keys": {"platform_certificate": "expired"}}})
+    assert answer.status_code == 200, answer.text
+    with pytest.raises(Exception, match="failed to verify the signature"):
+        wxpay.pay(description="余额充值", out_trade_no="SDK-PY-OLD-1", amount={"total": 100})
+    # the SDK fetched the certificates and dropped the expired one
+    assert wxpay._core._certificates == []

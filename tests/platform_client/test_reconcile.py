@@ -189,3 +189,28 @@ def test_no_bill_for_today_fails_the_run(tmp_path: Path) -> None:
     ctx = make_ctx(tmp_path, NoTradesChannel(b"", {}))
     with pytest.raises(BillError, match="NO_STATEMENT_EXIST"):
         reconcile(ctx, "2026-01-06")
+
+
+def test_an_answer_whose_signature_does_not_verify_is_not_believed(tmp_path: Path) -> None:
+    from contracts.wechat_dev_keys import merchant_private_key
+    from contracts.wechat_signing import sign_answer
+    from platform_client.errors import WeChatError
+
+    body = json.dumps(paid("T1", 100)).encode()
+
+    def forged(request: httpx.Request) -> httpx.Response:
+        # signed, but by a key that is not WeChat's, under WeChat's public key id
+        headers = {"Content-Type": "application/json", "Wechatpay-Timestamp": "1767578400",
+                   "Wechatpay-Nonce": "n1", "Wechatpay-Serial": ClientConfig().wechat_public_key_id,
+                   "Wechatpay-Signature": sign_answer(merchant_private_key(), 1767578400, "n1", body)}
+        return httpx.Response(200, content=body, headers=headers)
+
+    for transport in (httpx.MockTransport(forged),
+                      httpx.MockTransport(lambda request: httpx.Response(200, content=body))):
+        client = WeChatClient(ClientConfig(store_path=str(tmp_path / "p.db")), transport=transport)
+        with pytest.raises(WeChatError) as err:
+            client.query_order("T1")
+        assert err.value.wechat_code == "ANSWER_SIGNATURE"
+    honest = httpx.MockTransport(lambda request: signed_answer(200, json_body=paid("T1", 100)))
+    good = WeChatClient(ClientConfig(store_path=str(tmp_path / "p.db")), transport=honest)
+    assert good.query_order("T1")["trade_state"] == "SUCCESS"
