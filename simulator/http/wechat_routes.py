@@ -82,6 +82,39 @@ class NativeOrderAnswer(BaseModel):
     code_url: str
 
 
+class PayerOpenid(BaseModel):
+    openid: str = Field(min_length=1, max_length=128, pattern=r"^[0-9A-Za-z_-]+$")
+
+
+class JsapiOrderRequest(NativeOrderRequest):
+    payer: PayerOpenid
+
+
+class H5Info(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: str = Field(min_length=1, max_length=32, description="iOS, Android or Wap")
+
+
+class H5SceneInfo(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    payer_client_ip: str = Field(min_length=1, max_length=45)
+    h5_info: H5Info
+
+
+class H5OrderRequest(NativeOrderRequest):
+    scene_info: H5SceneInfo
+
+
+class PrepayAnswer(BaseModel):
+    prepay_id: str
+
+
+class H5OrderAnswer(BaseModel):
+    h5_url: str
+
+
 class CloseRequest(BaseModel):
     mchid: str = Field(min_length=1, max_length=32)
 
@@ -423,6 +456,22 @@ def build_wechat_api(bank: Bank, *, wall: Callable[[], float] = time.time) -> Fa
     async def create_native(body: NativeOrderRequest, request: Request) -> Response:
         mchid = str(request.state.mchid)
         return _json(200, bank.wechat.create_order(mchid, body.model_dump()))
+
+    @api.post("/pay/transactions/jsapi", operation_id="create_jsapi_order", response_model=PrepayAnswer,
+              responses=_errors(400, 401, 403),
+              summary="Create a JSAPI (official account / mini program) order for payer.openid")
+    async def create_jsapi(body: JsapiOrderRequest, request: Request) -> Response:
+        return _json(200, bank.wechat.create_order(str(request.state.mchid), body.model_dump(), "JSAPI"))
+
+    @api.post("/pay/transactions/app", operation_id="create_app_order", response_model=PrepayAnswer,
+              responses=_errors(400, 401, 403), summary="Create an APP order")
+    async def create_app(body: NativeOrderRequest, request: Request) -> Response:
+        return _json(200, bank.wechat.create_order(str(request.state.mchid), body.model_dump(), "APP"))
+
+    @api.post("/pay/transactions/h5", operation_id="create_h5_order", response_model=H5OrderAnswer,
+              responses=_errors(400, 401, 403), summary="Create an H5 (mobile browser) order")
+    async def create_h5(body: H5OrderRequest, request: Request) -> Response:
+        return _json(200, bank.wechat.create_order(str(request.state.mchid), body.model_dump(), "H5"))
 
     @api.get("/pay/transactions/out-trade-no/{out_trade_no}", operation_id="query_order",
              response_model=OrderAnswer, response_model_exclude_none=True,

@@ -59,7 +59,8 @@ def served() -> Iterator[Spec]:
 
 OPERATION_IDS = ["create_native_order", "query_order", "close_order", "get_trade_bill", "download_bill",
                  "list_certificates", "query_order_by_transaction_id",
-                 "create_refund", "query_refund"]
+                 "create_refund", "query_refund",
+                 "create_jsapi_order", "create_app_order", "create_h5_order"]
 
 
 def test_contract_is_a_hand_maintained_openapi_3_1_document(contract: Spec) -> None:

@@ -19,11 +19,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from wechatpayv3 import WeChatPay, WeChatPayType
 
 from contracts.wechat_dev_keys import APIV3_KEY, APPID, MCHID, MERCHANT_PRIVATE_KEY_FILE, MERCHANT_SERIAL
 from simulator.config import load_profile
+from simulator.testing.wechat_keys import dev_sign
 from simulator.wechat.credentials import credentials, export
 from tests.integration.conftest import BankServer
 from tests.integration.test_wechat_channel import Receiver, Wechat, receiver
@@ -132,3 +134,30 @@ def test_wechatpayv3_refuses_answers_signed_under_an_expired_platform_certificat
         wxpay.pay(description="余额充值", out_trade_no="SDK-PY-OLD-1", amount={"total": 100})
     # the SDK fetched the certificates and dropped the expired one
     assert wxpay._core._certificates == []
+
+
+def test_wechatpayv3_jsapi_app_and_h5_orders(server: BankServer, receiver: Receiver, tmp_path: Path) -> None:
+    wxpay = _sdk(server, receiver, tmp_path, "public_key")
+    code, text = wxpay.pay(description="余额充值", out_trade_no="SDK-PY-JSAPI-1", amount={"total": 100},
+                           payer={"openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"}, pay_type=WeChatPayType.JSAPI)
+    assert code == 200 and json.loads(text)["prepay_id"].startswith("wx"), text
+    code, text = wxpay.pay(description="余额充值", out_trade_no="SDK-PY-APP-1", amount={"total": 100},
+                           pay_type=WeChatPayType.APP)
+    assert code == 200 and json.loads(text)["prepay_id"].startswith("wx"), text
+    code, text = wxpay.pay(description="余额充值", out_trade_no="SDK-PY-H5-1", amount={"total": 100},
+                           scene_info={"payer_client_ip": "127.0.0.1", "h5_info": {"type": "Wap"}},
+                           pay_type=WeChatPayType.H5)
+    assert code == 200 and json.loads(text)["h5_url"].startswith("https://"), text
+    # a JSAPI order without its payer (the SDK would not send one) is refused with WeChat's code
+    body = json.dumps({"appid": APPID, "mchid": MCHID, "description": "余额充值",
+                       "out_trade_no": "SDK-PY-JSAPI-2", "notify_url": receiver.url,
+                       "amount": {"total": 100}}).encode()
+    refused = httpx.post(server.url + "/v3/pay/transactions/jsapi", content=body, timeout=10,
+                         headers={"Content-Type": "application/json",
+                                  "Authorization": dev_sign("POST", "/v3/pay/transactions/jsapi", body)})
+    assert (refused.status_code, refused.json()["code"]) == (400, "PARAM_ERROR"), refused.text
+    Wechat(server).pay("SDK-PY-JSAPI-1")
+    code, text = wxpay.query(out_trade_no="SDK-PY-JSAPI-1")
+    order = json.loads(text)
+    assert (order["trade_type"], order["trade_state"], order["payer"]["openid"]) == \
+        ("JSAPI", "SUCCESS", "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o")
