@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import time
 from collections.abc import Callable, MutableMapping
@@ -418,6 +419,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 OutTradeNo = Annotated[str, Path(pattern=OUT_TRADE_NO_PATTERN)]
 Mchid = Annotated[str, Query(min_length=1, max_length=32)]
 TransactionId = Annotated[str, Path(pattern=r"^[0-9]{1,32}$")]
+# WeChat's only compression of bill files; absent: the file as is.
+TarType = Annotated[Literal["GZIP"] | SkipJsonSchema[None],
+                    Query(description="GZIP: the file gzip-compressed")]
 
 
 def _signer(request: Request, claimed: str) -> str:
@@ -512,7 +516,8 @@ def build_wechat_api(bank: Bank, *, wall: Callable[[], float] = time.time) -> Fa
              summary="Where to download a day's trade bill (from T+1 bill_ready_at on)")
     async def trade_bill(request: Request,
                          bill_date: Annotated[str, Query(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")],
-                         bill_type: Literal["ALL", "SUCCESS", "REFUND"] = "ALL") -> Response:
+                         bill_type: Literal["ALL", "SUCCESS", "REFUND"] = "ALL",
+                         tar_type: TarType = None) -> Response:
         mchid = str(request.state.mchid)
         merchant = bank.wechat.merchant(mchid)
         assert merchant is not None  # WechatAuth only lets known merchants through
@@ -523,23 +528,29 @@ def build_wechat_api(bank: Bank, *, wall: Callable[[], float] = time.time) -> Fa
         # Under the mount the request came in by (/v3 or /wechat/v3), as SDKs expect the
         # download URL to start with their own base URL.
         path = f"{request.scope.get('root_path', '')}/billdownload/file?token={token}"
+        if tar_type:  # the file comes gzip-compressed; hash_value stays the bill's own
+            path += f"&tar_type={tar_type}"
         url = f"{request.url.scheme}://{host}{path}" if host else path
         return _json(200, {"hash_type": "SHA1", "hash_value": hashlib.sha1(data).hexdigest(),
                            "download_url": url})
 
     @api.get("/billdownload/file", operation_id="download_bill", response_class=Response,
-             responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
+             responses={200: {"content": {"text/csv": {"schema": {"type": "string"}},
+                                          "application/gzip": {"schema": {"type": "string"}}},
                               "description": "the bill (UTF-8, CRLF, contracts/wechat_bill.py)"},
                         **_errors(400, 401)},
              summary="The bill's bytes")
     async def download(request: Request,
-                       token: Annotated[str, Query(min_length=1, max_length=128)]) -> Response:
+                       token: Annotated[str, Query(min_length=1, max_length=128)],
+                       tar_type: TarType = None) -> Response:
         mchid = str(request.state.mchid)
         merchant = bank.wechat.merchant(mchid)
         assert merchant is not None
         day, bill_type = bank.wechat.read_bill_token(merchant, token)
-        return Response(bank.wechat.bill(mchid, day, bill_type),
-                        media_type="text/csv; charset=utf-8")
+        data = bank.wechat.bill(mchid, day, bill_type)
+        if tar_type == "GZIP":  # mtime 0: the same bill, the same bytes
+            return Response(gzip.compress(data, mtime=0), media_type="application/gzip")
+        return Response(data, media_type="text/csv; charset=utf-8")
 
     def openapi() -> dict[str, Any]:
         # Validation errors are answered as 400 PARAM_ERROR, so FastAPI's generated 422

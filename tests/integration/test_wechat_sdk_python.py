@@ -15,6 +15,8 @@ verification and decryption (``callback``).
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -109,6 +111,19 @@ def test_wechatpayv3_top_up_life_cycle(server: BankServer, receiver: Receiver, t
     assert (code, json.loads(text)["amount"]["refund"]) == (200, 1000)
     code, text = wxpay.query(out_trade_no=out_trade_no)
     assert json.loads(text)["trade_state"] == "REFUND"
+
+    # T+1: the trade bill through the SDK (tar_type GZIP, its default), hash checked
+    if mode == "public_key":
+        control.advance("1d")
+        code, text = wxpay.trade_bill(bill_date=paid["bill_date"])
+        assert code == 200, text
+        meta = json.loads(text)
+        assert meta["download_url"].startswith(server.url + "/v3/billdownload/file")
+        code, packed = wxpay.download_bill(meta["download_url"])
+        assert code == 200
+        bill = gzip.decompress(packed)
+        assert hashlib.sha1(bill).hexdigest() == meta["hash_value"]
+        assert out_trade_no.encode() in bill
 
     if mode == "certificate":  # the SDK's own refresh from GET /v3/certificates
         wxpay._core._update_certificates()
