@@ -54,7 +54,7 @@ from contracts import contract_path
 from contracts.signing import sign_headers
 
 APP_ID, SECRET = "demo-platform", "banksim-dev-secret"
-MCHID, WECHAT_KEY = "1900000109", "banksim-dev-wechat-key"
+MCHID = "1900000109"
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
 _NONCES = itertools.count()
@@ -76,11 +76,10 @@ class BankSignature(AuthBase):
 
 class WechatSignature(AuthBase):
     def __call__(self, r: PreparedRequest) -> PreparedRequest:
-        from contracts.wechat_signing import sign_request
+        from simulator.testing.wechat_keys import dev_sign
 
-        r.headers["Authorization"] = sign_request(WECHAT_KEY, MCHID, r.method or "GET", r.path_url,
-                                                  _body_bytes(r), int(time.time()),
-                                                  f"fz{next(_NONCES):010d}")
+        r.headers["Authorization"] = dev_sign(r.method or "GET", r.path_url, _body_bytes(r),
+                                              nonce=f"fz{next(_NONCES):010d}")
         return r
 
 

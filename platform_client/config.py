@@ -23,6 +23,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from contracts.wechat_dev_keys import MERCHANT_SERIAL as DEV_MERCHANT_SERIAL
+from contracts.wechat_dev_keys import PUBLIC_KEY_ID as DEV_PUBLIC_KEY_ID
 from platform_client.errors import ConfigError
 
 _DURATION = re.compile(r"^\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*$")
@@ -64,12 +66,21 @@ class ClientConfig(BaseModel):
     sftp_password: str = "banksim-dev-sftp"
     sftp_timeout_s: float = 30.0
 
-    # WeChat Pay (v3 shape). None: the same server as the bank.
+    # WeChat Pay APIv3 (docs/wechat.md). None: the same server as the bank. The defaults are
+    # the published development credentials of banksim's default profile.
     wechat_url: str | None = None
     wechat_mchid: str = "1900000109"
     wechat_appid: str = "wxd678efh567hg6787"
-    wechat_api_key: str = "banksim-dev-wechat-key"
     wechat_api_v3_key: str = "banksimdevapiv3key0123456789abcd"
+    # The merchant's API certificate serial and private key (PEM text or a file path;
+    # None: contracts/wechat_dev_keys/apiclient_key.pem).
+    wechat_serial: str = DEV_MERCHANT_SERIAL
+    wechat_private_key: str | None = None
+    # WeChat Pay public key mode: its id and key (PEM text or path; None with the published
+    # id: contracts/wechat_dev_keys/pub_key.pem). An empty id: platform certificates only,
+    # fetched from GET /v3/certificates. Both modes verify whatever serial an answer names.
+    wechat_public_key_id: str = DEV_PUBLIC_KEY_ID
+    wechat_public_key: str | None = None
     # WeChat's day boundary for bill dates (Beijing time), as in the channel's profile.
     wechat_cutover: str = "00:00"
 
@@ -90,6 +101,11 @@ class ClientConfig(BaseModel):
     def _duration(cls, value: str) -> str:
         parse_duration(value)
         return value
+
+    @field_validator("wechat_private_key", "wechat_public_key")
+    @classmethod
+    def _pem(cls, value: str | None) -> str | None:
+        return value or None
 
     @field_validator("wechat_api_v3_key")
     @classmethod

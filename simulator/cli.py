@@ -7,6 +7,7 @@
     banksim invariants
     banksim events [--kind K] [--account A] [--serial S] [--batch N] [--order O] [--since ID] [--limit N]
     banksim profile show | default
+    banksim wechat credentials [--profile FILE] [--state-dir DIR] [--json | --export DIR]
 
 Client commands find the server with --url or $BANKSIM_URL (default
 http://127.0.0.1:8600) and send $BANKSIM_ADMIN_TOKEN when set.
@@ -163,6 +164,41 @@ def _profile(args: argparse.Namespace, control: Control | None) -> int:
     return 0
 
 
+# -- banksim wechat ------------------------------------------------------------------------------
+
+
+def _wechat(args: argparse.Namespace) -> int:
+    """What a WeChat Pay SDK needs (docs/wechat.md); reads the profile and state dir, no server."""
+    from simulator.config import load_profile
+    from simulator.wechat.credentials import credentials, export, render
+
+    try:
+        creds = credentials(load_profile(args.profile), args.state_dir)
+    except ProfileError as exc:
+        print(f"banksim: {exc}", file=sys.stderr)
+        return 2
+    if args.export:
+        for path in export(creds, args.export):
+            print(path)
+    elif args.json:
+        print(json.dumps(creds, indent=2, ensure_ascii=False))
+    else:
+        print(render(creds))
+    return 0
+
+
+def _add_wechat(sub: Any) -> None:
+    w = sub.add_parser("wechat", help="WeChat Pay channel: credentials for an SDK")
+    w.add_argument("action", choices=["credentials"])
+    w.add_argument("--profile", type=Path, help="profile YAML (default: the packaged one)")
+    w.add_argument("--state-dir", type=Path, default=Path(".banksim"),
+                   help="the server's state dir (keys of wechat.keys.source=state_dir live there)")
+    w.add_argument("--json", action="store_true", help="print JSON (PEM included)")
+    w.add_argument("--export", type=Path, metavar="DIR",
+                   help="write <DIR>/<mchid>/*.pem and credentials.json")
+    w.set_defaults(handler=_wechat)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="banksim", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -217,6 +253,8 @@ def parser() -> argparse.ArgumentParser:
     c = client("profile", "show the running profile, or print the packaged default")
     c.add_argument("action", choices=["show", "default"])
     c.set_defaults(client_handler=_profile)
+
+    _add_wechat(sub)
     return p
 
 

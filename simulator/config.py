@@ -36,6 +36,8 @@ from pydantic import (
 
 from contracts.codes import CODES
 from contracts.money import AmountFormatError, format_fen, parse_yuan
+from contracts.wechat_dev_keys import MERCHANT_SERIAL as DEV_MERCHANT_SERIAL
+from contracts.wechat_dev_keys import PUBLIC_KEY_ID as DEV_PUBLIC_KEY_ID
 from contracts.yamltext import load as yaml_load
 
 
@@ -409,9 +411,19 @@ class WechatMerchant(_Model):
     mchid: str = Field(pattern=r"^[0-9]{6,32}$")
     appid: str = Field(pattern=r"^[A-Za-z0-9_]{1,32}$")
     app_id: str = Field(description="the bank platform whose supervision account is credited")
-    api_key: str = Field(min_length=8, description="HMAC key of request and notification signatures")
+    api_key: str | None = Field(default=None, description=(
+        "the retired HMAC key of the APIv2 era: no longer used (requests are RSA-signed); "
+        "accepted so that older profiles still load"))
     api_v3_key: str = Field(description="exactly 32 bytes: the AES-256-GCM key of resources")
     fee_rate: FeeRate = Decimal("0.0060")
+    merchant_serial: str = Field(default=DEV_MERCHANT_SERIAL, pattern=r"^[0-9A-Fa-f]{1,40}$",
+                                 description="serial of the merchant API certificate (serial_no)")
+    merchant_public_key: str | None = Field(default=None, description=(
+        "the merchant's RSA public key or API certificate: PEM text or a file path; None: the "
+        "published development key (contracts/wechat_dev_keys/apiclient_key.pem)"))
+    answer_key: Literal["certificate", "public_key"] = Field(default="certificate", description=(
+        "which platform key signs answers and notifications when the request does not choose "
+        "by its Wechatpay-Serial header: the platform certificate or the WeChat Pay public key"))
 
     @field_validator("api_v3_key")
     @classmethod
@@ -475,6 +487,23 @@ class NotifySettings(_Model):
         return value
 
 
+class WechatPlatformKeys(_Model):
+    """The platform's signing keys (WeChat Pay's side) and the switches that break them."""
+
+    source: Literal["dev", "state_dir"] = Field(default="dev", description=(
+        "dev: the keys shipped in the package (deterministic, the same everywhere); "
+        "state_dir: RSA keys generated at first start under <state dir>/wechat-keys/"))
+    certificate_key: str | None = Field(default=None, description=(
+        "private key of the platform certificate (PEM text or path); overrides source"))
+    public_key_key: str | None = Field(default=None, description=(
+        "private key behind the WeChat Pay public key (PEM text or path); overrides source"))
+    public_key_id: str = Field(default=DEV_PUBLIC_KEY_ID, pattern=r"^PUB_KEY_ID_[0-9A-Za-z]{1,64}$")
+    answer_signature: Literal["valid", "bad"] = Field(default="valid", description=(
+        "bad: every answer and notification carries a signature that does not verify"))
+    platform_certificate: Literal["valid", "expired"] = Field(default="valid", description=(
+        "expired: the platform certificate served and used is past its expire_time"))
+
+
 class WechatSettings(_Model):
     """The fake WeChat Pay channel: day boundary, bill and settlement times, merchants."""
 
@@ -483,6 +512,7 @@ class WechatSettings(_Model):
     settle_at: time = time(10, 0)
     merchants: list[WechatMerchant] = []
     notify: NotifySettings = NotifySettings()
+    keys: WechatPlatformKeys = WechatPlatformKeys()
 
     @field_validator("merchants")
     @classmethod

@@ -17,12 +17,14 @@ import httpx
 from pytest_bdd import given, then, when
 
 from contracts.money import format_fen
+from contracts.wechat_dev_keys import merchant_private_key
 from contracts.wechat_signing import (
     HEADER_NONCE,
+    HEADER_SERIAL,
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
     encrypt_resource,
-    sign_notification,
+    sign_answer,
 )
 from features.steps.platform_world import PlatformWorld, platform_phrase
 from features.steps.types import Moment
@@ -140,8 +142,10 @@ def forged_notification(platform_world: PlatformWorld, name: str, amount: int) -
                                         "transaction", nonce)}}).encode()
     # Wall-clock seconds, as WeChat stamps its notifications (the signature's timestamp).
     timestamp, sig_nonce = str(int(time.time())), secrets.token_hex(16)
+    # Signed with a key that is not WeChat's (the merchant's own) under WeChat's key id.
     headers = {HEADER_TIMESTAMP: timestamp, HEADER_NONCE: sig_nonce, "Content-Type": "application/json",
-               HEADER_SIGNATURE: sign_notification("not-the-merchant-key", timestamp, sig_nonce, body)}
+               HEADER_SERIAL: config.wechat_public_key_id or "5B1F0E7A2C3D4E5F60718293A4B5C6D7E8F90123",
+               HEADER_SIGNATURE: sign_answer(merchant_private_key(), timestamp, sig_nonce, body)}
     answer = httpx.post(config.notify_endpoint, content=body, headers=headers, timeout=10.0)
     world.results["forged_answer"] = answer
 

@@ -22,6 +22,7 @@ from simulator.http.responses import (
 )
 from simulator.http.signing import SignatureVerifier
 from simulator.http.wechat_routes import PREFIX as WECHAT_PREFIX
+from simulator.http.wechat_routes import ROOT_PREFIX as WECHAT_ROOT_PREFIX
 from simulator.http.wechat_routes import build_wechat_api
 from simulator.wechat.dispatcher import Dispatcher
 
@@ -63,7 +64,11 @@ def create_app(bank: Bank, *, admin_token: str | None = None,
     # clock moves, and by the server's background task in realtime/accelerated modes.
     dispatcher = Dispatcher(bank)
     app.state.wechat_dispatcher = dispatcher
-    app.mount(WECHAT_PREFIX, build_wechat_api(bank))
+    # WeChat Pay's own paths (/v3/...), so an SDK needs only its base URL changed, and the
+    # same app (one nonce memory) under the historical /wechat/v3 prefix.
+    wechat_api = build_wechat_api(bank)
+    app.mount(WECHAT_PREFIX, wechat_api)
+    app.mount(WECHAT_ROOT_PREFIX, wechat_api)
     app.mount("/_admin", build_admin_app(bank, admin_token, dispatcher))
     app.add_middleware(BankApiMiddleware, bank=bank, verifier=verifier or SignatureVerifier())
     # Added last, so outermost: nothing reads a body before it has passed.

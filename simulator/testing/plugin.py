@@ -304,8 +304,14 @@ def _platform_settings(handle: SimulatorHandle, profile: dict[str, Any]) -> dict
             settings[key] = str(platform[source])
     if merchant is not None:
         settings.update(wechat_mchid=str(merchant["mchid"]), wechat_appid=str(merchant["appid"]),
-                        wechat_api_key=str(merchant["api_key"]),
                         wechat_api_v3_key=str(merchant["api_v3_key"]))
+        if merchant.get("merchant_serial"):
+            settings["wechat_serial"] = str(merchant["merchant_serial"])
+        keys: dict[str, Any] = wechat.get("keys") or {}
+        if keys.get("source", "dev") != "dev" or keys.get("public_key_key"):
+            settings["wechat_public_key_id"] = ""  # not the published key: certificates
+        elif keys.get("public_key_id"):
+            settings["wechat_public_key_id"] = str(keys["public_key_id"])
     if wechat.get("cutover"):
         settings["wechat_cutover"] = str(wechat["cutover"])[:5]
     return settings

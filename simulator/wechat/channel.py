@@ -39,7 +39,6 @@ from simulator.config import WechatMerchant, WechatSettings
 from simulator.domain.ledger import CLEARING_ACCOUNT, Leg
 from simulator.domain.wechat_rules import (
     bill_ready_at,
-    code_url,
     decide_notify,
     default_openid,
     fee_fen,
@@ -61,7 +60,10 @@ from simulator.wechat.errors import (
     ParamError,
     StatementCreating,
 )
+from simulator.wechat.keys import ChannelKeys
 from simulator.wechat.notifications import Notifications
+from simulator.wechat.order_types import ANSWER_KEYS, answer_value, order_openid, order_trade_type
+from simulator.wechat.replay import NonceMemory
 
 if TYPE_CHECKING:
     import sqlite3
@@ -90,6 +92,8 @@ class WechatChannel:
     def __init__(self, bank: Bank) -> None:
         self.bank = bank
         self.notifications = Notifications(bank.store, bank.scheduler, bank.clock)
+        self.nonces = NonceMemory()
+        self._keys: ChannelKeys | None = None
         bank.scheduler.register(SETTLE_JOB, self._settle)
 
     # -- helpers ------------------------------------------------------------------------
@@ -97,6 +101,14 @@ class WechatChannel:
     @property
     def _settings(self) -> WechatSettings:
         return self.bank.profile.wechat
+
+    @property
+    def keys(self) -> ChannelKeys:
+        """The channel's keys for the current profile (rebuilt when the profile changes)."""
+        wechat = self.bank.profile.wechat
+        if self._keys is None or self._keys.settings is not wechat:
+            self._keys = ChannelKeys(wechat, self.bank.state_dir)
+        return self._keys
 
     def merchant(self, mchid: str) -> WechatMerchant | None:
         merchant: WechatMerchant | None = self.bank.profile.wechat.merchant(mchid)
@@ -137,7 +149,7 @@ class WechatChannel:
                                 "out_trade_no": row["out_trade_no"]}
         if paid:
             view["transaction_id"] = row["transaction_id"]
-        view.update(trade_type="NATIVE", trade_state=row["state"],
+        view.update(trade_type=order_trade_type(row), trade_state=row["state"],
                     trade_state_desc=_STATE_DESC[row["state"]])
         if paid:
             view["bank_type"] = row["bank_type"]
@@ -151,8 +163,13 @@ class WechatChannel:
 
     # -- the v3 API ---------------------------------------------------------------------
 
-    def create_order(self, signer: str, body: dict[str, Any]) -> dict[str, str]:
-        """Create a NATIVE order; the same content again gets the same answer."""
+    def create_order(self, signer: str, body: dict[str, Any], trade_type: str = "NATIVE") -> dict[str, str]:
+        """Create an order (NATIVE, JSAPI, APP or H5); the same content again gets the same answer.
+
+        The answer is NATIVE ``code_url``, JSAPI/APP ``prepay_id``, H5 ``h5_url``; it is kept
+        in the ``code_url`` column, and the trade type (and a JSAPI payer's openid) in the
+        order's fingerprint (NATIVE fingerprints are as they always were).
+        """
         merchant = self.merchant(signer)
         if merchant is None or body["mchid"] != signer:
             raise ParamError(f"mchid {body['mchid']} is not the merchant that signed ({signer})")
@@ -161,7 +178,12 @@ class WechatChannel:
         amount = body["amount"]
         content = {**{k: body.get(k) for k in _ORDER_FIELDS[:3]}, "total": amount["total"],
                    "currency": amount.get("currency") or "CNY", "attach": body.get("attach")}
+        if trade_type != "NATIVE":
+            content["trade_type"] = trade_type
+            if (body.get("payer") or {}).get("openid"):
+                content["openid"] = body["payer"]["openid"]
         fingerprint = json.dumps(content, ensure_ascii=False, sort_keys=True)
+        answer_key = ANSWER_KEYS[trade_type]
         store = self.bank.store
         with store.transaction():
             existing = store.one("SELECT fingerprint, code_url FROM wechat_orders "
@@ -170,8 +192,8 @@ class WechatChannel:
                 if existing["fingerprint"] != fingerprint:
                     raise OutTradeNoUsed(f"out_trade_no {body['out_trade_no']} was used for "
                                          "another order")
-                return {"code_url": existing["code_url"]}
-            url = code_url(self.bank.profile.seed, signer, body["out_trade_no"])
+                return {answer_key: existing["code_url"]}
+            url = answer_value(trade_type, self.bank.profile.seed, signer, body["out_trade_no"])
             now = self.bank.clock.now_us()
             store.execute(
                 "INSERT INTO wechat_orders(mchid, out_trade_no, appid, description, notify_url, "
@@ -181,10 +203,18 @@ class WechatChannel:
                  body["notify_url"], amount["total"], body.get("attach"), fingerprint, url, now))
             record_event(store, now, "wechat.order.created", ref=body["out_trade_no"],
                          detail={"mchid": signer, "total": amount["total"]})
-        return {"code_url": url}
+        return {answer_key: url}
 
     def query_order(self, mchid: str, out_trade_no: str) -> dict[str, Any]:
         return self._view(self._order_row(mchid, out_trade_no))
+
+    def query_by_transaction_id(self, mchid: str, transaction_id: str) -> dict[str, Any]:
+        """An order by WeChat's order number (only a paid order has one)."""
+        row = self.bank.store.one("SELECT * FROM wechat_orders WHERE mchid = ? AND transaction_id = ?",
+                                  (mchid, transaction_id))
+        if row is None:
+            raise OrderNotExist(f"no order with transaction_id {transaction_id} for merchant {mchid}")
+        return self._view(row)
 
     def close_order(self, mchid: str, out_trade_no: str) -> None:
         """Close an unpaid order; closing a closed one again is fine, a paid one is not."""
@@ -223,7 +253,7 @@ class WechatChannel:
             plan = decide_notify(self._settings.notify, seed, mchid, out_trade_no, row["total_fen"])
             paid_fields = {
                 "state": "SUCCESS", "transaction_id": transaction_id(seed, mchid, out_trade_no),
-                "openid": openid or default_openid(seed, mchid, out_trade_no),
+                "openid": openid or order_openid(row) or default_openid(seed, mchid, out_trade_no),
                 "bank_type": bank_type, "success_us": now_us, "bill_date": day.isoformat(),
                 "fee_fen": fee_fen(row["total_fen"], merchant.fee_rate),
                 "fee_rate": str(merchant.fee_rate), "notify_fault": plan.describe()}
@@ -343,7 +373,7 @@ class WechatChannel:
                     transaction_id=o["transaction_id"], out_trade_no=o["out_trade_no"],
                     openid=o["openid"], total_fen=o["total_fen"], fee=fen_to_fee(o["fee_fen"]),
                     rate=rate_text_of(o["fee_rate"]), body=o["description"],
-                    attach=o["attach"] or "", bank_type=o["bank_type"])
+                    attach=o["attach"] or "", bank_type=o["bank_type"], trade_type=order_trade_type(o))
                 keyed.append(((row.trade_time, row.out_trade_no, 0, ""), row))
         if bill_type in ("ALL", "REFUND"):
             for r in store.all(
@@ -381,7 +411,7 @@ class WechatChannel:
     def bill_token(merchant: WechatMerchant, bill_date: date, bill_type: str) -> str:
         """An opaque download token, bound to the merchant by its key (nothing stored)."""
         subject = f"{bill_date:%Y%m%d}-{bill_type}"
-        tag = hmac.new(merchant.api_key.encode(), f"{merchant.mchid}|{subject}".encode(),
+        tag = hmac.new(merchant.api_v3_key.encode(), f"{merchant.mchid}|{subject}".encode(),
                        hashlib.sha256).hexdigest()[:24]
         return f"{subject}-{tag}"
 

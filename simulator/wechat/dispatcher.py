@@ -40,16 +40,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
 
-from contracts.wechat_signing import (
-    ALGORITHM,
-    HEADER_NONCE,
-    HEADER_SERIAL,
-    HEADER_SIGNATURE,
-    HEADER_TIMESTAMP,
-    SERIAL,
-    encrypt_resource,
-    sign_notification,
-)
+from contracts.wechat_signing import ALGORITHM, encrypt_resource
 from simulator.clock import from_us
 from simulator.domain.wechat_rules import header_nonce, resource_nonce
 from simulator.wechat.notifications import DueDelivery
@@ -201,16 +192,16 @@ class Dispatcher:
         if merchant is None:
             return None, f"merchant {d.mchid} is no longer in the profile"
         body = notification_body(self.bank, d, merchant.api_v3_key)
-        timestamp = str(int(self._wall()))
-        nonce = header_nonce(self.bank.profile.seed, d.notification_id, d.attempt)
+        keys = self.bank.wechat.keys
+        signed = keys.answer_headers(body, keys.signer(merchant, None), int(self._wall()),
+                                     header_nonce(self.bank.profile.seed, d.notification_id, d.attempt))
         # Date: the channel's (virtual) clock at sending, the standard HTTP header a message
         # carries its origination time in; a platform that runs on the bank's clock takes
         # its reading from it instead of asking (Wechatpay-Timestamp stays wall time: it is
         # what the signature's freshness window is checked against).
         headers = {"Content-Type": "application/json",
                    "Date": format_datetime(self.bank.clock.now().astimezone(UTC), usegmt=True),
-                   HEADER_TIMESTAMP: timestamp, HEADER_NONCE: nonce, HEADER_SERIAL: SERIAL,
-                   HEADER_SIGNATURE: sign_notification(merchant.api_key, timestamp, nonce, body)}
+                   **{k.decode(): v.decode() for k, v in signed}}
         try:
             request = httpx.Request("POST", d.notify_url, content=body, headers=headers,
                                     extensions={"timeout": timeout})

@@ -1,7 +1,9 @@
 """The channel's errors: one class per WeChat Pay v3 error code, answered as ``{"code", "message"}``.
 
     WechatError                 root; ``code`` and ``status`` are the wire code and HTTP status
-    ├── SignError               401 SIGN_ERROR: missing or bad Authorization, unknown mchid
+    ├── SignError               401 SIGN_ERROR: missing or malformed Authorization, unknown mchid,
+    │                           wrong serial_no, signature that does not verify (wrong key,
+    │                           tampered body or URL), stale timestamp, replayed nonce
     ├── ParamError              400 PARAM_ERROR: a body or parameter the channel cannot accept
     ├── OrderNotExist           404 ORDER_NOT_EXIST
     ├── OrderPaid               400 ORDERPAID: closing (or paying again) a paid order
@@ -9,7 +11,10 @@
     ├── OutTradeNoUsed          403 OUT_TRADE_NO_USED: same out_trade_no, different content
     ├── NoStatementExist        400 NO_STATEMENT_EXIST: no bill for that date (none, or future)
     ├── StatementCreating       400 STATEMENT_CREATING: asked before T+1 ``bill_ready_at``
-    └── ResourceNotExists       404 RESOURCE_NOT_EXISTS: no such route
+    ├── ResourceNotExists       404 RESOURCE_NOT_EXISTS: no such route; (refunds) no such order or refund
+    ├── InvalidRequest          400 INVALID_REQUEST: (refunds) order not paid, more than refundable,
+    │                           amount.total not the order's, out_refund_no reused
+    └── FrequencyLimited        429 FREQUENCY_LIMITED: more live request nonces than the channel keeps
 
 Messages are the channel's (Chinese first, like WeChat's), ``detail`` says why this time.
 These are not :class:`simulator.errors.BankError`: the bank's code table does not hold them.
@@ -72,6 +77,14 @@ class StatementCreating(WechatError):
 
 class ResourceNotExists(WechatError):
     code, status, message = "RESOURCE_NOT_EXISTS", 404, "资源不存在"
+
+
+class InvalidRequest(WechatError):
+    code, status, message = "INVALID_REQUEST", 400, "请求不合规"
+
+
+class FrequencyLimited(WechatError):
+    code, status, message = "FREQUENCY_LIMITED", 429, "频率超限"
 
 
 def all_wechat_errors() -> list[type[WechatError]]:

@@ -57,7 +57,10 @@ def served() -> Iterator[Spec]:
         bank.close()
 
 
-OPERATION_IDS = ["create_native_order", "query_order", "close_order", "get_trade_bill", "download_bill"]
+OPERATION_IDS = ["create_native_order", "query_order", "close_order", "get_trade_bill", "download_bill",
+                 "list_certificates", "query_order_by_transaction_id",
+                 "create_refund", "query_refund",
+                 "create_jsapi_order", "create_app_order", "create_h5_order"]
 
 
 def test_contract_is_a_hand_maintained_openapi_3_1_document(contract: Spec) -> None:
@@ -65,10 +68,12 @@ def test_contract_is_a_hand_maintained_openapi_3_1_document(contract: Spec) -> N
     assert str(contract.doc.get("openapi", "")).startswith("3.1.")
     assert "HAND-MAINTAINED" in text.split("\nopenapi:", 1)[0]
     description = contract.doc["info"]["description"]
-    for needle in ('WECHATPAY2-SHA256-HMAC mchid="<mchid>",nonce_str="<nonce>",timestamp="<unix s>",'
-                   'signature="<sig>"',
-                   'METHOD + "\\n" + URL_PATH_WITH_QUERY + "\\n" + TIMESTAMP + "\\n" + NONCE + "\\n" + '
-                   'BODY + "\\n"', "Wechatpay-Signature", "AEAD_AES_256_GCM", "retry_schedule"):
+    for needle in ('WECHATPAY2-SHA256-RSA2048 mchid="<mchid>",nonce_str="<nonce>",timestamp="<unix s>",'
+                   'serial_no="<merchant certificate serial>",signature="<sig>"',
+                   'METHOD + "\\n" + URL + "\\n" + TIMESTAMP + "\\n" + NONCE + "\\n" + '
+                   'BODY + "\\n"', 'TIMESTAMP + "\\n" + NONCE + "\\n" + BODY + "\\n"', "SHA256withRSA",
+                   "Wechatpay-Signature", "PUB_KEY_ID_", "AEAD_AES_256_GCM", "retry_schedule",
+                   "请求重放"):
         assert needle in description, f"info.description no longer documents {needle!r}"
 
 

@@ -9,7 +9,6 @@ the valid path (create, query, close, bill) through the same signed session.
 
 from __future__ import annotations
 
-import time
 from itertools import count
 from typing import Any
 
@@ -27,12 +26,11 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from contracts import contract_path
-from contracts.wechat_signing import sign_request
+from simulator.testing.wechat_keys import dev_sign
 from tests.contract.conftest import BankServer, signable_body
 
 MAX_EXAMPLES = 15
 MCHID = "1900000109"
-API_KEY = "banksim-dev-wechat-key"
 SCHEMA = schemathesis.openapi.from_path(contract_path("wechat-pay.openapi.yaml"),
                                         config=schemathesis.Config())
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
@@ -47,8 +45,7 @@ class WechatSignature(AuthBase):
 
     def __call__(self, r: PreparedRequest) -> PreparedRequest:
         body = signable_body(r)
-        r.headers["Authorization"] = sign_request(API_KEY, MCHID, r.method or "GET", r.path_url, body,
-                                                  int(time.time()), f"st{next(_NONCES)}")
+        r.headers["Authorization"] = dev_sign(r.method or "GET", r.path_url, body)
         return r
 
 

@@ -23,7 +23,8 @@ import pytest
 
 from contracts.money import parse_yuan
 from contracts.wechat_bill import parse_bill
-from contracts.wechat_signing import decrypt_resource, sign_request, verify_notification
+from contracts.wechat_signing import PrivateKey, decrypt_resource
+from simulator.testing.wechat_keys import channel_signed, dev_channel_keys, dev_sign, stranger_key
 
 if TYPE_CHECKING:
     from tests.integration.conftest import BankServer
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.network
 
 MCHID, APPID = "1900000109", "wxd678efh567hg6787"
-API_KEY, V3_KEY = "banksim-dev-wechat-key", "banksimdevapiv3key0123456789abcd"
+V3_KEY = "banksimdevapiv3key0123456789abcd"
 SUPERVISION = "98010078801000001"
 NATIVE = "/wechat/v3/pay/transactions/native"
 WAIT_S = 10.0
@@ -53,8 +54,7 @@ class Received:
 
     def verified(self) -> bool:
         h = self.headers
-        return verify_notification(API_KEY, h["wechatpay-timestamp"], h["wechatpay-nonce"], self.body,
-                                   h["wechatpay-signature"])
+        return channel_signed(h, self.body)
 
 
 @dataclass
@@ -105,7 +105,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 class Wechat:
-    def __init__(self, server: BankServer, api_key: str = API_KEY, mchid: str = MCHID) -> None:
+    def __init__(self, server: BankServer, api_key: PrivateKey | None = None, mchid: str = MCHID) -> None:
         self.http = httpx.Client(base_url=server.url, timeout=10.0)
         self.api_key = api_key
         self.mchid = mchid
@@ -115,8 +115,7 @@ class Wechat:
         data = b"" if body is None else json.dumps(body, ensure_ascii=False).encode()
         headers = {"Content-Type": "application/json"} if data else {}
         if sign:
-            headers["Authorization"] = sign_request(self.api_key, self.mchid, method, path, data,
-                                                    int(time.time()), f"n{time.monotonic_ns()}")
+            headers["Authorization"] = dev_sign(method, path, data, key=self.api_key, mchid=self.mchid)
         return self.http.request(method, path, content=data, headers=headers)
 
     def create(self, out_trade_no: str, total: int, notify_url: str) -> httpx.Response:
@@ -180,7 +179,7 @@ def test_created_paid_notified_signed_and_decryptable(wechat: Wechat, receiver: 
         [("TOPUP-0001", 1, "SUCCESS", 200)]
     (got,) = receiver.received
     assert got.verified()
-    assert got.headers["wechatpay-serial"] == "BANKSIM-FAKE"
+    assert got.headers["wechatpay-serial"] == dev_channel_keys().by_certificate.serial
     body = json.loads(got.body)
     assert (body["event_type"], body["resource"]["algorithm"]) == ("TRANSACTION.SUCCESS", "AEAD_AES_256_GCM")
     query = wechat.query("TOPUP-0001").json()
@@ -205,7 +204,7 @@ def test_order_errors_close_and_signatures(wechat: Wechat, receiver: Receiver) -
     # Signatures: none, a wrong key, an unknown merchant.
     v3_error(wechat.request("GET", "/wechat/v3/pay/transactions/out-trade-no/TOPUP-0001?mchid=1900000109",
                             sign=False), 401, "SIGN_ERROR")
-    v3_error(_with(wechat, api_key="wrong-key-123").query("TOPUP-0001"), 401, "SIGN_ERROR")
+    v3_error(_with(wechat, api_key=stranger_key()).query("TOPUP-0001"), 401, "SIGN_ERROR")
     v3_error(_with(wechat, mchid="1900000999").query("TOPUP-0001"), 401, "SIGN_ERROR")
     # Invalid bodies are PARAM_ERROR, never 422 and never 500.
     for bad in ({"mchid": MCHID}, {**_body("TOPUP-0003", receiver.url), "amount": {"total": 0}},
@@ -216,7 +215,7 @@ def test_order_errors_close_and_signatures(wechat: Wechat, receiver: Receiver) -
     v3_error(_raw(wechat, NATIVE, b"\xff\xfe"), 400, "PARAM_ERROR")
 
 
-def _with(wechat: Wechat, **changes: str) -> Wechat:
+def _with(wechat: Wechat, **changes: Any) -> Wechat:
     other = Wechat.__new__(Wechat)
     other.__dict__.update({**wechat.__dict__, **changes})
     return other
@@ -229,7 +228,7 @@ def _body(out_trade_no: str, url: str) -> dict[str, Any]:
 
 def _raw(wechat: Wechat, path: str, data: bytes) -> httpx.Response:
     headers = {"Content-Type": "application/json",
-               "Authorization": sign_request(API_KEY, MCHID, "POST", path, data, int(time.time()), "raw1")}
+               "Authorization": dev_sign("POST", path, data)}
     return wechat.http.post(path, content=data, headers=headers)
 
 
@@ -349,7 +348,7 @@ def test_bill_availability_content_and_t_plus_1_settlement(
     refunds = wechat.request("GET", "/wechat/v3/bill/tradebill?bill_date=2026-01-05&bill_type=REFUND")
     assert refunds.status_code == 200
     # Another merchant's key cannot use this download token.
-    v3_error(_with(wechat, api_key="wrong-key-123").request("GET", path), 401, "SIGN_ERROR")
+    v3_error(_with(wechat, api_key=stranger_key()).request("GET", path), 401, "SIGN_ERROR")
     v3_error(wechat.request("GET", path.replace("ALL", "SUCCESS")), 400, "PARAM_ERROR")
     # Settlement at 10:00 on T+1: 157.50 - fees 0.95 (0.60 + 0.30 + 0.05) - refunds 20.00.
     assert server.admin.get("/wechat/settlements").json() == []

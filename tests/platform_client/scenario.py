@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
+import secrets
+import time
 from typing import Any
 
-from contracts.wechat_signing import encrypt_resource, sign_notification
+import httpx
+
+from contracts.wechat_dev_keys import PUBLIC_KEY_ID as DEV_PUBLIC_KEY_ID
+from contracts.wechat_signing import PrivateKey, encrypt_resource, load_private_key, sign_answer
 from platform_client.context import Context
 from platform_client.reconciliation import approve
 from platform_client.topups import handle_notification
+from simulator.wechat.keys import DEV_DIR, PUB_KEY_FILE
 
 
 def notification(ctx: Context, out_trade_no: str, amount: int, *, transaction_id: str | None = None,
                  success_time: str = "2026-01-04T10:00:00+08:00", state: str = "SUCCESS",
-                 key: str | None = None) -> tuple[dict[str, str], bytes]:
+                 key: PrivateKey | None = None) -> tuple[dict[str, str], bytes]:
     """Headers and body of a payment notification as the channel sends it (v3 shape)."""
     resource = {"appid": ctx.config.wechat_appid, "mchid": ctx.config.wechat_mchid,
                 "out_trade_no": out_trade_no, "transaction_id": transaction_id or f"4200{out_trade_no}",
@@ -30,9 +36,22 @@ def notification(ctx: Context, out_trade_no: str, amount: int, *, transaction_id
                                                     json.dumps(resource).encode(), "transaction", nonce)},
     }, ensure_ascii=False).encode()
     ts, n = "1767578400", "notify-nonce-1"
-    headers = {"Wechatpay-Timestamp": ts, "Wechatpay-Nonce": n, "Wechatpay-Serial": "BANKSIM-FAKE",
-               "Wechatpay-Signature": sign_notification(key or ctx.config.wechat_api_key, ts, n, body)}
+    # Signed with the development WeChat Pay public key's private half (the channel's key).
+    signer = key or load_private_key(DEV_DIR / PUB_KEY_FILE)
+    headers = {"Wechatpay-Timestamp": ts, "Wechatpay-Nonce": n,
+               "Wechatpay-Serial": ctx.config.wechat_public_key_id,
+               "Wechatpay-Signature": sign_answer(signer, ts, n, body)}
     return headers, body
+
+
+def signed_answer(status: int, *, json_body: Any = None, content: bytes = b"") -> httpx.Response:
+    """An answer as the channel gives it: signed with the development WeChat Pay public key."""
+    body = content if json_body is None else json.dumps(json_body).encode()
+    ts, n = str(int(time.time())), secrets.token_hex(16)
+    signer = load_private_key(DEV_DIR / PUB_KEY_FILE)
+    headers = {"Content-Type": "application/json", "Wechatpay-Timestamp": ts, "Wechatpay-Nonce": n,
+               "Wechatpay-Serial": DEV_PUBLIC_KEY_ID, "Wechatpay-Signature": sign_answer(signer, ts, n, body)}
+    return httpx.Response(status, content=body, headers=headers)
 
 
 def record_order(ctx: Context, user_id: str, out_trade_no: str, amount: int) -> None:

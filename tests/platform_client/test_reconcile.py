@@ -24,7 +24,7 @@ from platform_client.store import Store
 from platform_client.topups import handle_notification
 from platform_client.wechat import WeChatClient
 from tests.platform_client.bank import identity
-from tests.platform_client.scenario import notification, record_order
+from tests.platform_client.scenario import notification, record_order, signed_answer
 
 DAY = "2026-01-05"
 
@@ -61,19 +61,19 @@ class FakeChannel:
         self.bill, self.orders, self.queries = bill, orders, 0
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
-        assert request.headers["Authorization"].startswith("WECHATPAY2-SHA256-HMAC ")
+        assert request.headers["Authorization"].startswith("WECHATPAY2-SHA256-RSA2048 ")
         path = request.url.path
-        if path == "/wechat/v3/bill/tradebill":
+        if path == "/v3/bill/tradebill":
             digest = hashlib.sha1(self.bill).hexdigest()
-            return httpx.Response(200, json={"hash_type": "SHA1", "hash_value": digest,
-                                             "download_url": "/wechat/v3/billdownload/file?token=t"})
-        if path == "/wechat/v3/billdownload/file":
+            return signed_answer(200, json_body={"hash_type": "SHA1", "hash_value": digest,
+                                                 "download_url": "/v3/billdownload/file?token=t"})
+        if path == "/v3/billdownload/file":
             return httpx.Response(200, content=self.bill)
         otn = path.rsplit("/", 1)[-1]
         self.queries += 1
         if otn in self.orders:
-            return httpx.Response(200, json=self.orders[otn])
-        return httpx.Response(404, json={"code": "ORDER_NOT_EXIST", "message": "no such order"})
+            return signed_answer(200, json_body=self.orders[otn])
+        return signed_answer(404, json_body={"code": "ORDER_NOT_EXIST", "message": "no such order"})
 
 
 def row(otn: str, fen: int) -> object:
@@ -168,7 +168,7 @@ class NoTradesChannel(FakeChannel):
     """WeChat's answer for a day without trades: NO_STATEMENT_EXIST."""
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/wechat/v3/bill/tradebill":
+        if request.url.path == "/v3/bill/tradebill":
             return httpx.Response(400, json={"code": "NO_STATEMENT_EXIST", "message": "账单不存在"})
         return super().__call__(request)
 
@@ -189,3 +189,28 @@ def test_no_bill_for_today_fails_the_run(tmp_path: Path) -> None:
     ctx = make_ctx(tmp_path, NoTradesChannel(b"", {}))
     with pytest.raises(BillError, match="NO_STATEMENT_EXIST"):
         reconcile(ctx, "2026-01-06")
+
+
+def test_an_answer_whose_signature_does_not_verify_is_not_believed(tmp_path: Path) -> None:
+    from contracts.wechat_dev_keys import merchant_private_key
+    from contracts.wechat_signing import sign_answer
+    from platform_client.errors import WeChatError
+
+    body = json.dumps(paid("T1", 100)).encode()
+
+    def forged(request: httpx.Request) -> httpx.Response:
+        # signed, but by a key that is not WeChat's, under WeChat's public key id
+        headers = {"Content-Type": "application/json", "Wechatpay-Timestamp": "1767578400",
+                   "Wechatpay-Nonce": "n1", "Wechatpay-Serial": ClientConfig().wechat_public_key_id,
+                   "Wechatpay-Signature": sign_answer(merchant_private_key(), 1767578400, "n1", body)}
+        return httpx.Response(200, content=body, headers=headers)
+
+    for transport in (httpx.MockTransport(forged),
+                      httpx.MockTransport(lambda request: httpx.Response(200, content=body))):
+        client = WeChatClient(ClientConfig(store_path=str(tmp_path / "p.db")), transport=transport)
+        with pytest.raises(WeChatError) as err:
+            client.query_order("T1")
+        assert err.value.wechat_code == "ANSWER_SIGNATURE"
+    honest = httpx.MockTransport(lambda request: signed_answer(200, json_body=paid("T1", 100)))
+    good = WeChatClient(ClientConfig(store_path=str(tmp_path / "p.db")), transport=honest)
+    assert good.query_order("T1")["trade_state"] == "SUCCESS"

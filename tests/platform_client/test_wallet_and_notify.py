@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from contracts.wechat_dev_keys import merchant_private_key
 from platform_client import wallet
 from platform_client.checks import check_balances, journal_differences
 from platform_client.clock import CST, FixedClock, wechat_day
@@ -74,7 +75,7 @@ def test_notifications_are_verified_idempotent_and_recorded(ctx: Context) -> Non
     assert handle_notification(ctx, headers, body)[0] == 200  # duplicate: same answer, no credit
     assert wallet.balances(ctx.store, "u1") == wallet.Balances(in_transit=10000)
 
-    bad_headers, bad_body = notification(ctx, "T1", 10000, key="not-the-key")
+    bad_headers, bad_body = notification(ctx, "T1", 10000, key=merchant_private_key())
     assert handle_notification(ctx, bad_headers, bad_body)[0] == 401
     unknown = notification(ctx, "NOPE", 100)
     assert handle_notification(ctx, *unknown)[0] == 404

@@ -14,9 +14,10 @@ import httpx
 import pytest
 
 from contracts.wechat_bill import parse_bill
-from contracts.wechat_signing import decrypt_resource, verify_notification
+from contracts.wechat_signing import decrypt_resource
 from simulator.bank import Bank
 from simulator.clock import CST, parse_datetime
+from simulator.testing.wechat_keys import channel_signed
 from simulator.wechat.dispatcher import Dispatcher
 from simulator.wechat.errors import (
     NoStatementExist,
@@ -30,7 +31,7 @@ from simulator.wechat.errors import (
 from tests.conftest import make_profile
 
 MCHID, APPID = "1900000109", "wxd678efh567hg6787"
-API_KEY, V3_KEY = "banksim-dev-wechat-key", "banksimdevapiv3key0123456789abcd"
+V3_KEY = "banksimdevapiv3key0123456789abcd"
 SUPERVISION = "98010078801000001"
 NOTIFY_URL = "http://platform.test/wechat/notify"
 
@@ -213,7 +214,7 @@ def test_bill_tokens_are_bound_to_their_merchant(wx: Bank) -> None:
     assert merchant is not None
     token = wx.wechat.bill_token(merchant, date(2026, 1, 5), "SUCCESS")
     assert wx.wechat.read_bill_token(merchant, token) == (date(2026, 1, 5), "SUCCESS")
-    other = merchant.model_copy(update={"api_key": "another-merchant-key"})
+    other = merchant.model_copy(update={"api_v3_key": "another-merchant-v3-key-012345678"})
     for bad_merchant, bad_token in ((other, token), (merchant, token[:-1] + "0"),
                                     (merchant, "garbage"), (merchant, "20260105-ALL-x-y")):
         with pytest.raises(ParamError):
@@ -291,9 +292,9 @@ def test_a_notification_is_signed_and_its_resource_is_the_order(wx: Bank) -> Non
     (request,) = platform.requests
     assert str(request.url) == NOTIFY_URL
     h = request.headers
-    assert h["Wechatpay-Serial"] == "BANKSIM-FAKE" and h["Wechatpay-Timestamp"] == "1767574800"
-    assert verify_notification(API_KEY, h["Wechatpay-Timestamp"], h["Wechatpay-Nonce"], request.content,
-                               h["Wechatpay-Signature"])
+    assert h["Wechatpay-Serial"] == wx.wechat.keys.by_certificate.serial
+    assert h["Wechatpay-Timestamp"] == "1767574800"
+    assert channel_signed(h, request.content)
     body = json.loads(request.content)
     assert (body["event_type"], body["resource_type"], body["summary"]) == \
         ("TRANSACTION.SUCCESS", "encrypt-resource", "支付成功")

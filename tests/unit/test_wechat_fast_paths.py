@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from collections.abc import Callable
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -22,7 +21,6 @@ import httpx
 import orjson
 import pytest
 
-from contracts.wechat_signing import sign_request
 from platform_client.clock import CST, FixedClock
 from platform_client.config import ClientConfig
 from platform_client.context import Context
@@ -33,6 +31,7 @@ from simulator.clock import parse_datetime
 from simulator.http import admin_routes
 from simulator.http.app import create_app
 from simulator.http.wechat_routes import WechatAuth
+from simulator.testing.wechat_keys import dev_sign
 from simulator.wechat import dispatcher as dispatcher_module
 from simulator.wechat.dispatcher import Dispatcher
 from simulator.wechat.notifications import JOB_KIND
@@ -40,7 +39,7 @@ from tests.conftest import make_profile
 from tests.platform_client.bank import identity
 from tests.platform_client.scenario import notification, record_order
 
-MCHID, APPID, API_KEY = "1900000109", "wxd678efh567hg6787", "banksim-dev-wechat-key"
+MCHID, APPID = "1900000109", "wxd678efh567hg6787"
 NATIVE = "/wechat/v3/pay/transactions/native"
 NOTIFY_URL = "http://platform.test/wechat/notify"
 Exchange = tuple[int, str | None, bytes]
@@ -86,8 +85,7 @@ def _exchange_all(bank: Bank) -> list[Exchange]:
             for method, path, body, content_type in REQUESTS:
                 headers = {"Content-Type": content_type}
                 if path.startswith("/wechat/"):
-                    headers["Authorization"] = sign_request(API_KEY, MCHID, method, path, body,
-                                                            int(time.time()), "nonce-1")
+                    headers["Authorization"] = dev_sign(method, path, body)
                 answer = await client.request(method, path, content=body, headers=headers)
                 out.append((answer.status_code, answer.headers.get("content-type"), answer.content))
         return out
